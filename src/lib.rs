@@ -1,0 +1,6 @@
+//! slatefs: datasets stored in SlateDB on object storage, served over NFSv3, managed by a CLI,
+//! an admin gRPC API and a Kubernetes CSI driver. Layers (one-way):
+//! cli → admin/csi → catalog → fs → store; nfs → catalog, fs.
+
+pub mod config;
+pub mod store;

@@ -1,0 +1,187 @@
+//! The object store under everything: where the catalog and each dataset's SlateDB database
+//! live, and the SlateDB operations the layers above need (open, checkpoint, clone, delete).
+//!
+//! Layout under the store's root prefix:
+//!   catalog/                 the catalog database (datasets, snapshots, default)
+//!   datasets/<id:016x>/      one SlateDB database per dataset
+//!   secrets/<name>           small random secrets shared by every server on the store
+
+pub mod cloud;
+pub mod url;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use object_store::{path::Path, ObjectStore, PutMode, PutOptions, PutPayload};
+use slatedb::admin::Admin;
+use slatedb::config::{CheckpointOptions, CheckpointScope, Settings};
+use slatedb::{CloneSourceSpec, Db, DbReader, DbReaderMode};
+use uuid::Uuid;
+
+use crate::config::StorageConfig;
+
+/// A handle to one store: cheap to clone, shared by every dataset opened from it.
+#[derive(Clone)]
+pub struct Store {
+    object_store: Arc<dyn ObjectStore>,
+    root: Path,
+    local_dir: Option<PathBuf>,
+    url: String,
+}
+
+impl Store {
+    pub fn open(cfg: &StorageConfig) -> Result<Store> {
+        let resolved = url::resolve(cfg)?;
+        Ok(Store::from_parts(resolved.object_store, resolved.root, resolved.local_dir, &cfg.url))
+    }
+
+    pub fn from_parts(
+        object_store: Arc<dyn ObjectStore>,
+        root: Path,
+        local_dir: Option<PathBuf>,
+        url: &str,
+    ) -> Store {
+        Store { object_store, root, local_dir, url: url.to_string() }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.object_store
+    }
+
+    /// The local directory of a `file://` store.
+    pub fn local_dir(&self) -> Option<&std::path::Path> {
+        self.local_dir.as_deref()
+    }
+
+    pub fn path(&self, rel: &str) -> Path {
+        let mut p = self.root.clone();
+        for part in rel.split('/').filter(|s| !s.is_empty()) {
+            p = p.child(part);
+        }
+        p
+    }
+
+    pub fn catalog_path(&self) -> Path {
+        self.path("catalog")
+    }
+
+    pub fn dataset_path(&self, dataset_id: u64) -> Path {
+        self.path(&format!("datasets/{dataset_id:016x}"))
+    }
+
+    /// Opens (creating if needed) the database at `path` as its one writer. Opening fences any
+    /// earlier writer of the same database.
+    pub async fn open_db(&self, path: &Path, settings: Settings) -> Result<Db> {
+        Db::builder(path.clone(), self.object_store.clone())
+            .with_settings(settings)
+            .build()
+            .await
+            .with_context(|| format!("cannot open database {path}"))
+    }
+
+    /// Opens a read-only view pinned to a checkpoint: what a read-only snapshot serves.
+    pub async fn open_checkpoint(&self, path: &Path, checkpoint: Uuid) -> Result<DbReader> {
+        DbReader::builder(path.clone(), self.object_store.clone())
+            .with_reader_mode(DbReaderMode::Checkpoint(checkpoint))
+            .build()
+            .await
+            .with_context(|| format!("cannot open checkpoint {checkpoint} of {path}"))
+    }
+
+    /// Takes a named checkpoint of an open database. Everything written before the call,
+    /// acknowledged or not, is in it (SlateDB flushes first).
+    pub async fn checkpoint(db: &Db, name: &str) -> Result<Uuid> {
+        let opts = CheckpointOptions { lifetime: None, source: None, name: Some(name.to_string()) };
+        let result = db
+            .create_checkpoint(CheckpointScope::All, &opts)
+            .await
+            .context("cannot create checkpoint")?;
+        Ok(result.id)
+    }
+
+    pub async fn list_checkpoints(&self, path: &Path) -> Result<Vec<slatedb::Checkpoint>> {
+        Admin::builder(path.clone(), self.object_store.clone())
+            .build()
+            .list_checkpoints(None)
+            .await
+            .with_context(|| format!("cannot list checkpoints of {path}"))
+    }
+
+    pub async fn delete_checkpoint(&self, path: &Path, checkpoint: Uuid) -> Result<()> {
+        Admin::builder(path.clone(), self.object_store.clone())
+            .build()
+            .delete_checkpoint(checkpoint)
+            .await
+            .with_context(|| format!("cannot delete checkpoint {checkpoint} of {path}"))
+    }
+
+    /// Makes `child` a new database that shares every SST of `parent` at `checkpoint`.
+    /// Nothing but manifests (and the unflushed WAL tail) is written.
+    pub async fn clone_db(&self, parent: &Path, checkpoint: Uuid, child: &Path) -> Result<()> {
+        Admin::builder(child.clone(), self.object_store.clone())
+            .build()
+            .create_clone_builder_from_source(CloneSourceSpec::with_checkpoint(
+                parent.clone(),
+                checkpoint,
+            ))
+            .build()
+            .await
+            .with_context(|| format!("cannot clone {parent} at {checkpoint} into {child}"))?;
+        Ok(())
+    }
+
+    /// Removes a database and its objects, releasing the checkpoints it pinned in its parents.
+    /// Idempotent: deleting what is already gone succeeds.
+    pub async fn delete_db(&self, path: &Path) -> Result<()> {
+        Admin::builder(path.clone(), self.object_store.clone())
+            .build()
+            .delete_db(true)
+            .await
+            .with_context(|| format!("cannot delete database {path}"))?;
+        Ok(())
+    }
+
+    /// A 32-byte secret stored once per store (e.g. the file-handle key): the first server
+    /// to start creates it with a conditional put, every other one reads the same bytes.
+    pub async fn secret(&self, name: &str) -> Result<[u8; 32]> {
+        let path = self.path(&format!("secrets/{name}"));
+        loop {
+            match self.object_store.get(&path).await {
+                Ok(got) => {
+                    let bytes = got.bytes().await?;
+                    let key: [u8; 32] = bytes.as_ref().try_into().with_context(|| {
+                        format!("secret {path} is {} bytes, expected 32", bytes.len())
+                    })?;
+                    return Ok(key);
+                }
+                Err(object_store::Error::NotFound { .. }) => {
+                    let fresh: [u8; 32] = rand::random();
+                    let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
+                    match self
+                        .object_store
+                        .put_opts(&path, PutPayload::from(Bytes::copy_from_slice(&fresh)), opts)
+                        .await
+                    {
+                        Ok(_) => return Ok(fresh),
+                        Err(object_store::Error::AlreadyExists { .. }) => continue,
+                        Err(e) => return Err(e).context("cannot store secret"),
+                    }
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot read secret {path}")),
+            }
+        }
+    }
+}
+
+/// SlateDB settings for a dataset's database. The WAL is flushed on demand by the group
+/// committer in sync mode and on `flush_interval` in async mode.
+pub fn dataset_settings(flush_interval: Duration) -> Settings {
+    Settings { flush_interval: Some(flush_interval), ..Settings::default() }
+}
