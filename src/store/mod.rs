@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use object_store::{path::Path, ObjectStore, PutMode, PutOptions, PutPayload};
+use object_store::{path::Path, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use slatedb::admin::Admin;
 use slatedb::config::{CheckpointOptions, CheckpointScope, Settings};
 use slatedb::{CloneSourceSpec, Db, DbReader, DbReaderMode};
@@ -63,7 +63,7 @@ impl Store {
     pub fn path(&self, rel: &str) -> Path {
         let mut p = self.root.clone();
         for part in rel.split('/').filter(|s| !s.is_empty()) {
-            p = p.child(part);
+            p = p.clone().join(part);
         }
         p
     }
