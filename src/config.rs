@@ -17,6 +17,23 @@ pub struct Config {
     pub nfs: NfsConfig,
     pub admin: AdminConfig,
     pub durability: DurabilityConfig,
+    pub catalog: CatalogConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CatalogRole {
+    /// This process writes the catalog (standalone `serve`, the CSI controller).
+    #[default]
+    Owner,
+    /// This process follows a catalog another process writes (dataset servers on nodes).
+    Reader,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CatalogConfig {
+    pub role: CatalogRole,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

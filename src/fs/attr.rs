@@ -1,0 +1,124 @@
+//! SETATTR: mode, owner, size and times, with the ctime/mtime rules of POSIX.
+
+use slatedb::WriteBatch;
+
+use super::codec::{self, Inode, Kind, Time};
+use super::error::{FsError, FsResult};
+use super::perm::{self, Caller, WRITE};
+use super::{Delta, Filesystem};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetTime {
+    Now,
+    At(Time),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<SetTime>,
+    pub mtime: Option<SetTime>,
+}
+
+impl Filesystem {
+    pub async fn setattr(&self, caller: &Caller, ino: u64, attr: &SetAttr) -> FsResult<Inode> {
+        self.writable()?;
+        // Directory inodes change under the namespace lock, everything else under its stripe.
+        let probe = self.load(ino).await?;
+        let _ns;
+        let _st;
+        if probe.kind == Kind::Dir {
+            _ns = self.namespace.lock().await;
+        } else {
+            _st = self.stripe(ino).lock().await;
+        }
+        let mut inode = self.load(ino).await?;
+        let now = Time::now();
+        let mut changed = false;
+        let mut batch = WriteBatch::new();
+        let mut delta = 0i64;
+
+        if attr.uid.is_some() || attr.gid.is_some() {
+            let new_uid = attr.uid.unwrap_or(inode.uid);
+            let new_gid = attr.gid.unwrap_or(inode.gid);
+            if !caller.is_root() {
+                // Only root gives a file away; the owner may change its group to one of its own.
+                if new_uid != inode.uid || caller.uid != inode.uid {
+                    if new_uid != inode.uid || new_gid != inode.gid {
+                        return Err(FsError::Perm);
+                    }
+                }
+                if new_gid != inode.gid && !caller.in_group(new_gid) {
+                    return Err(FsError::Perm);
+                }
+            }
+            if new_uid != inode.uid || new_gid != inode.gid {
+                if inode.kind != Kind::Dir {
+                    inode.mode &= !0o4000;
+                    if inode.mode & 0o010 != 0 {
+                        inode.mode &= !0o2000;
+                    }
+                }
+                inode.uid = new_uid;
+                inode.gid = new_gid;
+            }
+            changed = true;
+        }
+        if let Some(mode) = attr.mode {
+            if !caller.owns(&inode) {
+                return Err(FsError::Perm);
+            }
+            let mut mode = mode & 0o7777;
+            if !caller.is_root() && !caller.in_group(inode.gid) {
+                mode &= !0o2000;
+            }
+            inode.mode = mode;
+            changed = true;
+        }
+        if let Some(size) = attr.size {
+            match inode.kind {
+                Kind::File => {}
+                Kind::Dir => return Err(FsError::IsDir),
+                _ => return Err(FsError::Invalid("size of a special file")),
+            }
+            perm::check_data(caller, &inode, WRITE)?;
+            if size != inode.size {
+                delta = self.resize(&mut batch, &mut inode, size).await?;
+            }
+            inode.mtime = now;
+            changed = true;
+        }
+        for (which, set) in [(0, attr.atime), (1, attr.mtime)] {
+            let Some(set) = set else { continue };
+            let t = match set {
+                SetTime::Now => {
+                    if !caller.owns(&inode) {
+                        perm::check(caller, &inode, WRITE).map_err(|_| FsError::Access)?;
+                    }
+                    now
+                }
+                SetTime::At(t) => {
+                    if !caller.owns(&inode) {
+                        return Err(FsError::Perm);
+                    }
+                    t
+                }
+            };
+            if which == 0 {
+                inode.atime = t;
+            } else {
+                inode.mtime = t;
+            }
+            changed = true;
+        }
+        if changed {
+            inode.ctime = now;
+            batch.put(codec::inode_key(ino), inode.encode());
+            self.commit(batch, Delta { bytes: delta, inodes: 0 }).await?;
+        }
+        Ok(inode)
+    }
+}

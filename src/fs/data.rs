@@ -1,0 +1,210 @@
+//! File data: fixed-size chunks keyed by (inode, chunk index). A missing chunk is a hole and
+//! reads as zeros; a chunk that would hold only zeros is deleted instead of stored.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use slatedb::WriteBatch;
+
+use super::codec::{self, Inode, Kind, Time};
+use super::error::{FsError, FsResult};
+use super::perm::{self, Caller, READ, WRITE};
+use super::{Delta, Filesystem, MAX_FILE_SIZE, MAX_IO_SIZE};
+
+impl Filesystem {
+    /// Reads up to `count` bytes at `offset`; returns the bytes and whether they reach EOF.
+    pub async fn read(
+        &self,
+        caller: &Caller,
+        ino: u64,
+        offset: u64,
+        count: u32,
+    ) -> FsResult<(Vec<u8>, bool)> {
+        let inode = self.load(ino).await?;
+        match inode.kind {
+            Kind::File => {}
+            Kind::Dir => return Err(FsError::IsDir),
+            _ => return Err(FsError::Invalid("not a regular file")),
+        }
+        perm::check_data(caller, &inode, READ)?;
+        let count = (count as usize).min(MAX_IO_SIZE) as u64;
+        if offset >= inode.size || count == 0 {
+            return Ok((Vec::new(), offset >= inode.size));
+        }
+        let end = (offset + count).min(inode.size);
+        let mut out = vec![0u8; (end - offset) as usize];
+        let cs = self.chunk_size;
+        let first = offset / cs;
+        let last = (end - 1) / cs;
+        let rows = self
+            .backend
+            .scan(
+                codec::chunk_key(ino, first).to_vec()..codec::chunk_key(ino, last + 1).to_vec(),
+                (last - first + 1) as usize,
+            )
+            .await?;
+        for (key, value) in rows {
+            let index = codec::chunk_index_of(&key);
+            let chunk_start = index * cs;
+            // The overlap of this chunk's stored bytes with [offset, end).
+            let lo = offset.max(chunk_start);
+            let hi = end.min(chunk_start + value.len() as u64);
+            if lo < hi {
+                out[(lo - offset) as usize..(hi - offset) as usize]
+                    .copy_from_slice(&value[(lo - chunk_start) as usize..(hi - chunk_start) as usize]);
+            }
+        }
+        Ok((out, end >= inode.size))
+    }
+
+    /// Writes `data` at `offset`, extending the file (sparsely) when it ends past EOF.
+    pub async fn write(
+        &self,
+        caller: &Caller,
+        ino: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> FsResult<Inode> {
+        self.writable()?;
+        if data.len() > MAX_IO_SIZE {
+            return Err(FsError::Invalid("write larger than the server's maximum"));
+        }
+        let end = offset.checked_add(data.len() as u64).ok_or(FsError::TooBig)?;
+        if end > MAX_FILE_SIZE {
+            return Err(FsError::TooBig);
+        }
+        let _g = self.stripe(ino).lock().await;
+        let mut inode = self.load(ino).await?;
+        match inode.kind {
+            Kind::File => {}
+            Kind::Dir => return Err(FsError::IsDir),
+            _ => return Err(FsError::Invalid("not a regular file")),
+        }
+        perm::check_data(caller, &inode, WRITE)?;
+        let now = Time::now();
+        let mut batch = WriteBatch::new();
+        let mut delta = 0i64;
+        if !data.is_empty() {
+            delta = self.write_chunks(&mut batch, &inode, offset, data).await?;
+        }
+        inode.size = inode.size.max(end);
+        inode.stored = (inode.stored as i64 + delta).max(0) as u64;
+        inode.mtime = now;
+        inode.ctime = now;
+        if !caller.is_root() {
+            // A write by anyone but root drops setuid and setgid-with-group-exec, as Linux does.
+            inode.mode &= !0o4000;
+            if inode.mode & 0o010 != 0 {
+                inode.mode &= !0o2000;
+            }
+        }
+        batch.put(codec::inode_key(ino), inode.encode());
+        self.commit(batch, Delta { bytes: delta, inodes: 0 }).await?;
+        Ok(inode)
+    }
+
+    /// Puts the new chunks into `batch` and returns the change in stored bytes.
+    async fn write_chunks(
+        &self,
+        batch: &mut WriteBatch,
+        inode: &Inode,
+        offset: u64,
+        data: &[u8],
+    ) -> FsResult<i64> {
+        let cs = self.chunk_size;
+        let end = offset + data.len() as u64;
+        let first = offset / cs;
+        let last = (end - 1) / cs;
+        // Only chunks below the old EOF can exist; fetch those the write touches.
+        let existing_end = inode.size.div_ceil(cs).min(last + 1);
+        let mut old: HashMap<u64, Bytes> = HashMap::new();
+        if first < existing_end {
+            let rows = self
+                .backend
+                .scan(
+                    codec::chunk_key(inode.ino, first).to_vec()
+                        ..codec::chunk_key(inode.ino, existing_end).to_vec(),
+                    (existing_end - first) as usize,
+                )
+                .await?;
+            for (k, v) in rows {
+                old.insert(codec::chunk_index_of(&k), v);
+            }
+        }
+        let mut delta = 0i64;
+        for index in first..=last {
+            let chunk_start = index * cs;
+            let lo = offset.max(chunk_start);
+            let hi = end.min(chunk_start + cs);
+            let piece = &data[(lo - offset) as usize..(hi - offset) as usize];
+            let prev = old.remove(&index);
+            let prev_len = prev.as_ref().map_or(0, |p| p.len());
+            let in_chunk = (lo - chunk_start) as usize;
+            let new_len = prev_len.max(in_chunk + piece.len());
+            let mut chunk = Vec::with_capacity(new_len);
+            if let Some(p) = &prev {
+                chunk.extend_from_slice(p);
+            }
+            chunk.resize(new_len, 0);
+            chunk[in_chunk..in_chunk + piece.len()].copy_from_slice(piece);
+            let key = codec::chunk_key(inode.ino, index);
+            if chunk.iter().all(|&b| b == 0) {
+                if prev.is_some() {
+                    batch.delete(key);
+                }
+                delta -= prev_len as i64;
+            } else {
+                delta += chunk.len() as i64 - prev_len as i64;
+                batch.put(key, chunk);
+            }
+        }
+        Ok(delta)
+    }
+
+    /// Shrinks or extends a file's data to `size` into `batch`; returns the change in stored
+    /// bytes. The caller holds the inode's stripe lock and writes the inode.
+    pub(super) async fn resize(
+        &self,
+        batch: &mut WriteBatch,
+        inode: &mut Inode,
+        size: u64,
+    ) -> FsResult<i64> {
+        if size > MAX_FILE_SIZE {
+            return Err(FsError::TooBig);
+        }
+        let mut delta = 0i64;
+        if size < inode.size {
+            let cs = self.chunk_size;
+            let keep_chunks = size.div_ceil(cs);
+            let old_chunks = inode.size.div_ceil(cs);
+            let rows = self
+                .backend
+                .scan(
+                    codec::chunk_key(inode.ino, keep_chunks.saturating_sub(1)).to_vec()
+                        ..codec::chunk_key(inode.ino, old_chunks).to_vec(),
+                    usize::MAX,
+                )
+                .await?;
+            for (key, value) in rows {
+                let index = codec::chunk_index_of(&key);
+                let chunk_start = index * cs;
+                if chunk_start >= size {
+                    batch.delete(key.as_ref());
+                    delta -= value.len() as i64;
+                } else if chunk_start + value.len() as u64 > size {
+                    let kept = &value[..(size - chunk_start) as usize];
+                    delta -= (value.len() - kept.len()) as i64;
+                    if kept.iter().all(|&b| b == 0) {
+                        batch.delete(key.as_ref());
+                        delta -= kept.len() as i64;
+                    } else {
+                        batch.put(key.as_ref(), kept.to_vec());
+                    }
+                }
+            }
+        }
+        inode.size = size;
+        inode.stored = (inode.stored as i64 + delta).max(0) as u64;
+        Ok(delta)
+    }
+}

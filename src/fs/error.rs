@@ -1,0 +1,52 @@
+//! Errors of the filesystem engine, one per POSIX meaning; the NFS adapter maps them to
+//! NFS3ERR_* codes and the CLI to messages.
+
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("file exists")]
+    Exists,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("permission denied")]
+    Access,
+    #[error("operation not permitted")]
+    Perm,
+    #[error("file name too long")]
+    NameTooLong,
+    #[error("invalid argument: {0}")]
+    Invalid(&'static str),
+    #[error("no space left (dataset quota reached)")]
+    NoSpace,
+    #[error("file too large")]
+    TooBig,
+    #[error("read-only filesystem")]
+    ReadOnly,
+    #[error("stale file handle")]
+    Stale,
+    #[error("object store unavailable: {0}")]
+    Unavailable(String),
+    #[error("dataset fenced: another server opened it for writing")]
+    Fenced,
+    #[error("I/O error: {0}")]
+    Io(String),
+}
+
+pub type FsResult<T> = Result<T, FsError>;
+
+impl From<slatedb::Error> for FsError {
+    fn from(e: slatedb::Error) -> Self {
+        match e.kind() {
+            slatedb::ErrorKind::Closed(slatedb::CloseReason::Fenced) => FsError::Fenced,
+            slatedb::ErrorKind::Unavailable => FsError::Unavailable(e.to_string()),
+            _ => FsError::Io(e.to_string()),
+        }
+    }
+}

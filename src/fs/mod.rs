@@ -1,0 +1,317 @@
+//! The filesystem engine over one dataset database: inodes, directories and chunked file data
+//! in SlateDB. No NFS and no CSI here; callers pass inode numbers and a `Caller`.
+//!
+//! Concurrency: namespace changes (create, link, unlink, rename) take one namespace lock; data
+//! and attribute changes take the inode's stripe lock; every batch is applied under the
+//! counters lock, which keeps the superblock's usage figures in step with the data. Durability
+//! waits happen after all locks are released, so concurrent callers share WAL flushes.
+
+mod attr;
+mod backend;
+pub mod codec;
+mod commit;
+mod data;
+pub mod error;
+mod namespace;
+pub mod perm;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use slatedb::config::WriteOptions;
+use slatedb::{Db, DbReader, WriteBatch};
+use tokio::sync::{Mutex, Notify};
+
+pub use backend::Backend;
+pub use codec::{Inode, Kind, Time};
+pub use error::{FsError, FsResult};
+pub use namespace::{DirEntry, NewNode, RenameOutcome};
+pub use perm::Caller;
+pub use attr::{SetAttr, SetTime};
+
+use crate::config::DurabilityMode;
+use codec::Superblock;
+
+pub const ROOT_INO: u64 = 1;
+/// Inode numbers stay below 2^40 so the NFS layer can put a dataset id beside them in a fileid.
+pub const MAX_INO: u64 = (1 << 40) - 1;
+pub const DEFAULT_CHUNK_SIZE: u32 = 32 * 1024;
+/// The largest READ or WRITE the engine takes in one call.
+pub const MAX_IO_SIZE: usize = 4 * 1024 * 1024;
+/// 16 TiB: the largest file.
+pub const MAX_FILE_SIZE: u64 = 1 << 44;
+pub const MAX_NAME_LEN: usize = 255;
+pub const MAX_SYMLINK_LEN: usize = 4096;
+const LOCK_STRIPES: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct FsOptions {
+    pub durability: DurabilityMode,
+    /// Chunk size for a new dataset; an existing one keeps the size it was formatted with.
+    pub chunk_size: u32,
+    /// Bytes of file data the dataset may hold; `None` for no limit.
+    pub quota: Option<u64>,
+}
+
+impl Default for FsOptions {
+    fn default() -> Self {
+        FsOptions { durability: DurabilityMode::Sync, chunk_size: DEFAULT_CHUNK_SIZE, quota: None }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub bytes: u64,
+    pub inodes: u64,
+}
+
+pub struct Filesystem {
+    backend: Backend,
+    committer: commit::Committer,
+    chunk_size: u64,
+    counters: Mutex<Superblock>,
+    namespace: Mutex<()>,
+    stripes: Vec<Mutex<()>>,
+    /// 0 means no quota.
+    quota: AtomicU64,
+    purge_wake: Arc<Notify>,
+    closed: AtomicBool,
+}
+
+/// What a batch changes in the dataset's usage figures.
+#[derive(Debug, Default, Clone, Copy)]
+struct Delta {
+    bytes: i64,
+    inodes: i64,
+}
+
+impl Filesystem {
+    /// Opens a dataset's database for writing, formatting it when it is new.
+    pub async fn open(db: Db, opts: FsOptions) -> FsResult<Arc<Filesystem>> {
+        let sb = match db.get(codec::superblock_key()).await? {
+            Some(v) => Superblock::decode(&v)?,
+            None => format(&db, opts.chunk_size).await?,
+        };
+        let fs = Arc::new(Filesystem::build(Backend::Writer(db), opts.durability, sb));
+        fs.set_quota(opts.quota);
+        tokio::spawn(purge_orphans(Arc::downgrade(&fs)));
+        Ok(fs)
+    }
+
+    /// Opens a read-only snapshot (a reader pinned to a checkpoint).
+    pub async fn open_snapshot(reader: DbReader) -> FsResult<Arc<Filesystem>> {
+        let sb = match reader.get(codec::superblock_key()).await? {
+            Some(v) => Superblock::decode(&v)?,
+            None => return Err(FsError::Io("snapshot holds no filesystem".into())),
+        };
+        Ok(Arc::new(Filesystem::build(Backend::Snapshot(reader), DurabilityMode::Sync, sb)))
+    }
+
+    fn build(backend: Backend, mode: DurabilityMode, sb: Superblock) -> Filesystem {
+        Filesystem {
+            backend,
+            committer: commit::Committer::new(mode),
+            chunk_size: sb.chunk_size as u64,
+            counters: Mutex::new(sb),
+            namespace: Mutex::new(()),
+            stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            quota: AtomicU64::new(0),
+            purge_wake: Arc::new(Notify::new()),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_read_only(&self) -> bool {
+        matches!(self.backend, Backend::Snapshot(_))
+    }
+
+    pub fn durability(&self) -> DurabilityMode {
+        self.committer.mode()
+    }
+
+    pub fn chunk_size(&self) -> u64 {
+        self.chunk_size
+    }
+
+    pub fn set_quota(&self, quota: Option<u64>) {
+        self.quota.store(quota.unwrap_or(0), Ordering::Release);
+    }
+
+    pub fn quota(&self) -> Option<u64> {
+        match self.quota.load(Ordering::Acquire) {
+            0 => None,
+            q => Some(q),
+        }
+    }
+
+    pub async fn usage(&self) -> Usage {
+        let sb = self.counters.lock().await;
+        Usage { bytes: sb.used_bytes, inodes: sb.used_inodes }
+    }
+
+    /// The underlying database, for snapshots (checkpoints) taken by the catalog.
+    pub fn db(&self) -> FsResult<&Db> {
+        self.backend.writer()
+    }
+
+    /// Makes every change so far durable, whatever the durability mode (NFS COMMIT).
+    pub async fn flush(&self) -> FsResult<()> {
+        match &self.backend {
+            Backend::Writer(db) => self.committer.flush_all(db).await,
+            Backend::Snapshot(_) => Ok(()),
+        }
+    }
+
+    /// Takes a named checkpoint holding everything written before the call.
+    pub async fn checkpoint(&self, name: &str) -> FsResult<uuid::Uuid> {
+        let db = self.backend.writer()?;
+        self.flush().await?;
+        crate::store::Store::checkpoint(db, name).await.map_err(|e| FsError::Io(format!("{e:#}")))
+    }
+
+    /// Flushes and closes the database; later calls fail.
+    pub async fn close(&self) -> FsResult<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.purge_wake.notify_one();
+        self.flush().await?;
+        self.backend.close().await
+    }
+
+    fn stripe(&self, ino: u64) -> &Mutex<()> {
+        &self.stripes[(ino as usize) % LOCK_STRIPES]
+    }
+
+    fn writable(&self) -> FsResult<&Db> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(FsError::Io("dataset is closed".into()));
+        }
+        self.backend.writer()
+    }
+
+    async fn alloc_ino(&self) -> FsResult<u64> {
+        let mut sb = self.counters.lock().await;
+        let ino = sb.next_ino;
+        if ino > MAX_INO {
+            return Err(FsError::NoSpace);
+        }
+        sb.next_ino += 1;
+        Ok(ino)
+    }
+
+    pub(crate) async fn load(&self, ino: u64) -> FsResult<Inode> {
+        if ino == 0 || ino > MAX_INO {
+            return Err(FsError::Stale);
+        }
+        match self.backend.get(&codec::inode_key(ino)).await? {
+            Some(v) => Inode::decode(ino, &v),
+            None => Err(FsError::Stale),
+        }
+    }
+
+    /// Applies a batch atomically together with the usage figures it changes, refusing it
+    /// whole when it would take the dataset past its quota; then waits for durability as the
+    /// durability mode says.
+    async fn commit(&self, mut batch: WriteBatch, delta: Delta) -> FsResult<()> {
+        let db = self.writable()?;
+        let seq = {
+            let mut sb = self.counters.lock().await;
+            let mut next = *sb;
+            next.used_bytes = apply(sb.used_bytes, delta.bytes);
+            next.used_inodes = apply(sb.used_inodes, delta.inodes);
+            if let Some(quota) = self.quota() {
+                if delta.bytes > 0 && next.used_bytes > quota {
+                    return Err(FsError::NoSpace);
+                }
+            }
+            batch.put(codec::superblock_key(), next.encode());
+            let handle = db.write_with_options(batch, &WriteOptions::default()).await?;
+            *sb = next;
+            self.committer.note_written(handle.seqnum());
+            handle.seqnum()
+        };
+        self.committer.settle(db, seq).await
+    }
+}
+
+fn apply(v: u64, delta: i64) -> u64 {
+    if delta >= 0 {
+        v.saturating_add(delta as u64)
+    } else {
+        v.saturating_sub(delta.unsigned_abs())
+    }
+}
+
+async fn format(db: &Db, chunk_size: u32) -> FsResult<Superblock> {
+    let now = Time::now();
+    let root = Inode {
+        ino: ROOT_INO,
+        kind: Kind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        nlink: 2,
+        size: 0,
+        atime: now,
+        mtime: now,
+        ctime: now,
+        rdev: (0, 0),
+        stored: 0,
+        parent: ROOT_INO,
+        next_cookie: codec::FIRST_ENTRY_COOKIE,
+        symlink: Vec::new(),
+    };
+    let sb = Superblock { chunk_size, next_ino: ROOT_INO + 1, used_bytes: 0, used_inodes: 1 };
+    let mut batch = WriteBatch::new();
+    batch.put(codec::inode_key(ROOT_INO), root.encode());
+    batch.put(codec::superblock_key(), sb.encode());
+    db.write(batch).await?;
+    db.flush().await?;
+    Ok(sb)
+}
+
+/// Deletes the chunks of unlinked files in the background, so that removing a large file is
+/// as quick as removing an empty one. Orphan records survive a crash and are resumed.
+async fn purge_orphans(fs: Weak<Filesystem>) {
+    loop {
+        let Some(strong) = fs.upgrade() else { return };
+        if strong.closed.load(Ordering::Acquire) {
+            return;
+        }
+        match purge_once(&strong).await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(e) => tracing::warn!("orphan purge: {e}"),
+        }
+        let wake = strong.purge_wake.clone();
+        drop(strong);
+        let _ = tokio::time::timeout(Duration::from_secs(10), wake.notified()).await;
+    }
+}
+
+/// Purges up to a batch of chunks; returns whether more work remains.
+async fn purge_once(fs: &Filesystem) -> FsResult<bool> {
+    let Backend::Writer(db) = &fs.backend else { return Ok(false) };
+    let orphans = fs.backend.scan(backend::prefix_range(b"O"), 16).await?;
+    if orphans.is_empty() {
+        return Ok(false);
+    }
+    for (key, _) in orphans {
+        let ino = codec::orphan_ino(&key);
+        let mut prefix = vec![b'C'];
+        prefix.extend_from_slice(&ino.to_be_bytes());
+        let chunks = fs.backend.scan(backend::prefix_range(&prefix), 1024).await?;
+        let mut batch = WriteBatch::new();
+        for (k, _) in &chunks {
+            batch.delete(k);
+        }
+        if chunks.len() < 1024 {
+            batch.delete(&key);
+        }
+        let handle = db.write(batch).await?;
+        fs.committer.note_written(handle.seqnum());
+    }
+    Ok(true)
+}
