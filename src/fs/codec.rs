@@ -131,8 +131,9 @@ pub struct Inode {
     pub symlink: Vec<u8>,
 }
 
-/// Cookies 1 and 2 are "." and ".."; entries start at 3.
-pub const FIRST_ENTRY_COOKIE: u64 = 3;
+/// Cookies 1 and 2 are "." and ".."; 3 is reserved for an entry the server adds (the NFS
+/// layer's `.snapshots`); stored entries start at 4.
+pub const FIRST_ENTRY_COOKIE: u64 = 4;
 
 impl Inode {
     pub fn encode(&self) -> Bytes {

@@ -34,11 +34,13 @@ use crate::config::DurabilityMode;
 use codec::Superblock;
 
 pub const ROOT_INO: u64 = 1;
-/// Inode numbers stay below 2^40 so the NFS layer can put a dataset id beside them in a fileid.
-pub const MAX_INO: u64 = (1 << 40) - 1;
+/// Inode numbers stay below 2^40 so the NFS layer can put a dataset id beside them in a
+/// fileid; the very last one is reserved for the NFS layer's `.snapshots` directory.
+pub const MAX_INO: u64 = (1 << 40) - 2;
+pub const RESERVED_INO: u64 = (1 << 40) - 1;
 pub const DEFAULT_CHUNK_SIZE: u32 = 32 * 1024;
 /// The largest READ or WRITE the engine takes in one call.
-pub const MAX_IO_SIZE: usize = 4 * 1024 * 1024;
+pub const MAX_IO_SIZE: usize = 1024 * 1024;
 /// 16 TiB: the largest file.
 pub const MAX_FILE_SIZE: u64 = 1 << 44;
 pub const MAX_NAME_LEN: usize = 255;

@@ -201,22 +201,33 @@ impl Filesystem {
         Ok(t)
     }
 
-    /// Removes a name that is not a directory (REMOVE / unlink).
+    /// Removes a name that is not a directory (unlink).
     pub async fn remove(&self, caller: &Caller, dir: u64, name: &[u8]) -> FsResult<()> {
-        self.unlink(caller, dir, name, false).await
+        self.unlink(caller, dir, name, Some(false)).await
     }
 
-    /// Removes an empty directory (RMDIR).
+    /// Removes an empty directory (rmdir).
     pub async fn rmdir(&self, caller: &Caller, dir: u64, name: &[u8]) -> FsResult<()> {
-        self.unlink(caller, dir, name, true).await
+        self.unlink(caller, dir, name, Some(true)).await
     }
 
-    async fn unlink(&self, caller: &Caller, dir: u64, name: &[u8], want_dir: bool) -> FsResult<()> {
+    /// Removes a name whatever it is; a directory only when empty (NFS REMOVE and RMDIR
+    /// arrive through one entry point of the NFS library).
+    pub async fn remove_any(&self, caller: &Caller, dir: u64, name: &[u8]) -> FsResult<()> {
+        self.unlink(caller, dir, name, None).await
+    }
+
+    async fn unlink(
+        &self,
+        caller: &Caller,
+        dir: u64,
+        name: &[u8],
+        want_dir: Option<bool>,
+    ) -> FsResult<()> {
         validate_name(name)?;
-        match (name, want_dir) {
-            (b".", true) => return Err(FsError::Invalid("cannot remove '.'")),
-            (b"..", true) => return Err(FsError::NotEmpty),
-            (b"." | b"..", false) => return Err(FsError::IsDir),
+        match name {
+            b"." => return Err(FsError::Invalid("cannot remove '.'")),
+            b".." => return Err(FsError::NotEmpty),
             _ => {}
         }
         let _ns = self.namespace.lock().await;
@@ -224,11 +235,14 @@ impl Filesystem {
         let (cookie, child) = self.entry(dir, name).await?.ok_or(FsError::NotFound)?;
         let _c = self.stripe(child).lock().await;
         let c = self.load(child).await?;
-        match (c.kind == Kind::Dir, want_dir) {
-            (true, false) => return Err(FsError::IsDir),
-            (false, true) => return Err(FsError::NotDir),
-            (true, true) if !self.dir_is_empty(child).await? => return Err(FsError::NotEmpty),
+        let is_dir = c.kind == Kind::Dir;
+        match want_dir {
+            Some(false) if is_dir => return Err(FsError::IsDir),
+            Some(true) if !is_dir => return Err(FsError::NotDir),
             _ => {}
+        }
+        if is_dir && !self.dir_is_empty(child).await? {
+            return Err(FsError::NotEmpty);
         }
         perm::check_unlink(caller, &d, &c)?;
         let now = Time::now();

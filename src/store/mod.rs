@@ -185,3 +185,19 @@ impl Store {
 pub fn dataset_settings(flush_interval: Duration) -> Settings {
     Settings { flush_interval: Some(flush_interval), ..Settings::default() }
 }
+
+impl Store {
+    /// Total and free bytes of the disk under a `file://` store; `None` for object stores,
+    /// whose capacity is not known.
+    pub fn capacity(&self) -> Option<(u64, u64)> {
+        let dir = self.local_dir.as_ref()?;
+        let c_path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: c_path is a valid NUL-terminated path and st a writable statvfs.
+        if unsafe { libc::statvfs(c_path.as_ptr(), &mut st) } != 0 {
+            return None;
+        }
+        let frsize = st.f_frsize as u64;
+        Some((st.f_blocks as u64 * frsize, st.f_bavail as u64 * frsize))
+    }
+}
