@@ -1,0 +1,111 @@
+{{/* Names, labels, images and the config files shared by every template. */}}
+
+{{- define "slatefs.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Prefix of every object name: the release name, with the chart name added unless present. */}}
+{{- define "slatefs.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "slatefs.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "slatefs.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Selector labels of one component: include with (dict "root" $ "component" "node"). */}}
+{{- define "slatefs.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "slatefs.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "slatefs.componentLabels" -}}
+{{ include "slatefs.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "slatefs.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* The kubelet's plugin directory of this driver and the CSI socket in it. */}}
+{{- define "slatefs.pluginDir" -}}
+{{- printf "%s/plugins/%s" (trimSuffix "/" .Values.kubeletDir) .Values.driverName -}}
+{{- end -}}
+
+{{- define "slatefs.registrationDir" -}}
+{{- printf "%s/plugins_registry" (trimSuffix "/" .Values.kubeletDir) -}}
+{{- end -}}
+
+{{/* Local directory of a file:// store (empty for object storage). */}}
+{{- define "slatefs.localStoreDir" -}}
+{{- if hasPrefix "file://" .Values.storage.url -}}
+{{- $dir := trimPrefix "file://" .Values.storage.url -}}
+{{- if not (hasPrefix "/" $dir) -}}
+{{- fail (printf "storage.url %q: a file:// store needs an absolute path (file:///dir)" .Values.storage.url) -}}
+{{- end -}}
+{{- trimSuffix "/" $dir -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The config file (TOML, unknown keys are errors in slatefs) for one catalog role. */}}
+{{- define "slatefs.config" -}}
+{{- $v := .root.Values -}}
+[storage]
+url = {{ $v.storage.url | quote }}
+{{- with $v.storage.endpoint }}
+endpoint = {{ . | quote }}
+{{- end }}
+{{- with $v.storage.region }}
+region = {{ . | quote }}
+{{- end }}
+allow_http = {{ $v.storage.allowHttp }}
+path_style = {{ $v.storage.pathStyle }}
+[nfs]
+listen = {{ printf "127.0.0.1:%d" (int $v.nfs.port) | quote }}
+hide_snapshot_dir = {{ $v.nfs.hideSnapshotDir }}
+[admin]
+listen = {{ printf "unix://%s/admin.sock" (trimSuffix "/" $v.runDir) | quote }}
+[durability]
+mode = {{ $v.durability.mode | quote }}
+flush_interval_ms = {{ int $v.durability.flushIntervalMs }}
+[catalog]
+role = {{ .role | quote }}
+{{- end -}}
+
+{{/* Object-store credentials from the Secret named in values, as environment variables. */}}
+{{- define "slatefs.storageEnv" -}}
+- name: RUST_LOG
+  value: {{ .Values.logLevel | quote }}
+{{- with .Values.storage.credentials.secretName }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.storage.credentials.accessKeyIdKey }}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.storage.credentials.secretAccessKeyKey }}
+{{- end }}
+{{- end -}}
+
+{{/* Pod annotation that changes whenever the rendered config files change. */}}
+{{- define "slatefs.configChecksum" -}}
+checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- end -}}
