@@ -5,3 +5,8 @@
 pub mod config;
 pub mod store;
 pub mod fs;
+pub mod catalog;
+pub mod admin;
+pub mod nfs;
+pub mod cli;
+pub mod csi;

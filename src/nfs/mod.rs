@@ -5,6 +5,7 @@ mod attrs;
 pub mod exports;
 mod guard;
 pub mod handle;
+mod catalog_exports;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
