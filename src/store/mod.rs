@@ -6,7 +6,10 @@
 //!   datasets/<id:016x>/      one SlateDB database per dataset
 //!   secrets/<name>           small random secrets shared by every server on the store
 
+pub mod accounting;
 pub mod cloud;
+pub mod faults;
+pub mod probe;
 pub mod url;
 
 use std::path::PathBuf;
@@ -24,18 +27,47 @@ use uuid::Uuid;
 use crate::config::StorageConfig;
 
 /// A handle to one store: cheap to clone, shared by every dataset opened from it.
+///
+/// The object store it hands out is the backend wrapped in request accounting (always) and
+/// fault injection (only after [`Store::with_faults`]):
+/// `backend → AccountingStore → [FaultInjector] → (SlateDB's retry layer, inside SlateDB)`.
 #[derive(Clone)]
 pub struct Store {
     object_store: Arc<dyn ObjectStore>,
     root: Path,
     local_dir: Option<PathBuf>,
     url: String,
+    /// The accounted backend, under any fault injection.
+    accounted: Arc<dyn ObjectStore>,
+    counters: Arc<accounting::RequestCounters>,
+    /// The no-retry client for start-up checks (cloud stores): accounted, and faulted like
+    /// the rest (`probe_store`), or not (`probe_accounted`).
+    probe_store: Option<Arc<dyn ObjectStore>>,
+    probe_accounted: Option<Arc<dyn ObjectStore>>,
+    faults: Option<faults::FaultControl>,
 }
 
 impl Store {
+    /// Opens the store the config names. Nothing is sent yet: [`Store::open_checked`] (or
+    /// [`probe::probe`]) checks that it is reachable, that the credentials work and that it
+    /// has the conditional writes SlateDB needs.
     pub fn open(cfg: &StorageConfig) -> Result<Store> {
         let resolved = url::resolve(cfg)?;
-        Ok(Store::from_parts(resolved.object_store, resolved.root, resolved.local_dir, &cfg.url))
+        let mut store =
+            Store::from_parts(resolved.object_store, resolved.root, resolved.local_dir, &cfg.url);
+        store.probe_accounted = resolved.probe_store.map(|p| {
+            Arc::new(accounting::AccountingStore::with_counters(p, store.counters.clone()))
+                as Arc<dyn ObjectStore>
+        });
+        store.probe_store = store.probe_accounted.clone();
+        Ok(store)
+    }
+
+    /// [`Store::open`], then the start-up checks: what a server calls before it serves.
+    pub async fn open_checked(cfg: &StorageConfig) -> Result<Store> {
+        let store = Store::open(cfg)?;
+        probe::probe(&store).await?;
+        Ok(store)
     }
 
     pub fn from_parts(
@@ -44,7 +76,54 @@ impl Store {
         local_dir: Option<PathBuf>,
         url: &str,
     ) -> Store {
-        Store { object_store, root, local_dir, url: url.to_string() }
+        let accounted = accounting::AccountingStore::new(object_store);
+        let counters = accounted.counters().clone();
+        let accounted: Arc<dyn ObjectStore> = Arc::new(accounted);
+        Store {
+            object_store: accounted.clone(),
+            root,
+            local_dir,
+            url: url.to_string(),
+            accounted,
+            counters,
+            probe_store: None,
+            probe_accounted: None,
+            faults: None,
+        }
+    }
+
+    /// The same store with faults injected as `plan` says (replacing any earlier plan);
+    /// steer them at run time through [`Store::faults`]. Databases opened before the call
+    /// keep the object store they were opened with.
+    pub fn with_faults(mut self, plan: faults::FaultPlan) -> Store {
+        let control = faults::FaultControl::new(plan);
+        self.object_store =
+            Arc::new(faults::FaultInjector::new(self.accounted.clone(), control.clone()));
+        self.probe_store = self.probe_accounted.as_ref().map(|p| {
+            Arc::new(faults::FaultInjector::new(p.clone(), control.clone())) as Arc<dyn ObjectStore>
+        });
+        self.faults = Some(control);
+        self
+    }
+
+    /// The fault injection control, when faults were asked for.
+    pub fn faults(&self) -> Option<&faults::FaultControl> {
+        self.faults.as_ref()
+    }
+
+    /// Requests and bytes sent to the object store so far by every user of this store
+    /// (all clones share the counters).
+    pub fn request_stats(&self) -> accounting::RequestStats {
+        self.counters.stats()
+    }
+
+    pub fn request_counters(&self) -> &Arc<accounting::RequestCounters> {
+        &self.counters
+    }
+
+    /// The client the start-up checks use: the no-retry twin of a cloud store, or the store.
+    pub fn probe_object_store(&self) -> &Arc<dyn ObjectStore> {
+        self.probe_store.as_ref().unwrap_or(&self.object_store)
     }
 
     pub fn url(&self) -> &str {

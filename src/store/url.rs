@@ -14,6 +14,9 @@ pub struct ResolvedStore {
     pub root: Path,
     /// The local directory for `file://` stores (the admin socket's default home).
     pub local_dir: Option<PathBuf>,
+    /// For cloud stores: a client with the same settings but no retries and short timeouts,
+    /// used by the start-up checks (`probe.rs`).
+    pub probe_store: Option<Arc<dyn ObjectStore>>,
 }
 
 pub fn resolve(cfg: &StorageConfig) -> Result<ResolvedStore> {
@@ -28,8 +31,13 @@ pub fn resolve(cfg: &StorageConfig) -> Result<ResolvedStore> {
             if bucket.is_empty() {
                 bail!("storage url {url:?} names no bucket");
             }
-            let object_store = super::cloud::build(scheme, bucket, cfg)?;
-            Ok(ResolvedStore { object_store, root: Path::from(prefix), local_dir: None })
+            let stores = super::cloud::build_with_probe(scheme, bucket, cfg)?;
+            Ok(ResolvedStore {
+                object_store: stores.main,
+                root: Path::from(prefix),
+                local_dir: None,
+                probe_store: Some(stores.probe),
+            })
         }
         other => bail!("storage url scheme {other:?} is not supported: use file://, s3://, gs:// or az://"),
     }
@@ -44,5 +52,10 @@ fn resolve_local(rest: &str) -> Result<ResolvedStore> {
     let dir = dir.canonicalize()?;
     let fs = LocalFileSystem::new_with_prefix(&dir)
         .with_context(|| format!("cannot open the store directory {}", dir.display()))?;
-    Ok(ResolvedStore { object_store: Arc::new(fs), root: Path::from(""), local_dir: Some(dir) })
+    Ok(ResolvedStore {
+        object_store: Arc::new(fs),
+        root: Path::from(""),
+        local_dir: Some(dir),
+        probe_store: None,
+    })
 }
