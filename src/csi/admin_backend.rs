@@ -1,0 +1,173 @@
+//! [`Backend`] over the slatefs admin API (`proto/slatefs.proto`): the CSI controller's path to
+//! the catalog owner and the node's path to its dataset server.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use async_trait::async_trait;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+use super::backend::{Backend, Dataset, Origin, Snapshot, Stats};
+use super::transport::{self, BearerToken};
+use crate::admin::proto as pb;
+use crate::admin::proto::admin_client::AdminClient;
+use crate::admin::AdminAddr;
+
+/// Reads are quick; a mutation may wait for the store (checkpoint, clone, flush).
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Clone)]
+pub struct AdminBackend {
+    client: AdminClient<InterceptedService<Channel, BearerToken>>,
+    addr: String,
+}
+
+impl AdminBackend {
+    /// A backend for `addr`, connected on first use (so start-up does not wait for the server).
+    pub fn new(addr: &AdminAddr, token: Option<&str>) -> Result<AdminBackend> {
+        let channel = match addr {
+            AdminAddr::Unix(p) => transport::unix_channel(p),
+            AdminAddr::Tcp(hp) => transport::tcp_channel(hp)?,
+        };
+        let client = AdminClient::with_interceptor(channel, BearerToken::new(token)?);
+        Ok(AdminBackend { client, addr: addr.to_string() })
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn client(&self) -> AdminClient<InterceptedService<Channel, BearerToken>> {
+        self.client.clone()
+    }
+}
+
+fn req<T>(msg: T, timeout: Duration) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.set_timeout(timeout);
+    r
+}
+
+fn dataset(d: pb::Dataset) -> Dataset {
+    let origin = d.origin.and_then(|o| match o.source {
+        Some(pb::origin::Source::SnapshotOfDataset(s)) => Some(Origin::SnapshotOfDataset(s)),
+        Some(pb::origin::Source::CloneOfSnapshot(s)) => Some(Origin::CloneOfSnapshot(s)),
+        None => None,
+    });
+    Dataset {
+        name: d.name,
+        quota_bytes: d.quota_bytes,
+        created_unix_ms: d.created_unix_ms,
+        origin,
+        is_default: d.is_default,
+        used_bytes: d.used_bytes,
+        used_inodes: d.used_inodes,
+    }
+}
+
+fn snapshot(s: pb::Snapshot) -> Snapshot {
+    Snapshot { name: s.name, dataset: s.dataset, created_unix_ms: s.created_unix_ms, size_bytes: s.size_bytes }
+}
+
+#[async_trait]
+impl Backend for AdminBackend {
+    async fn ping(&self) -> Result<(), Status> {
+        self.client().list_datasets(req(pb::ListDatasetsRequest {}, Duration::from_secs(5))).await?;
+        Ok(())
+    }
+
+    async fn get_dataset(&self, name: &str) -> Result<Dataset, Status> {
+        let r = self.client().get_dataset(req(pb::GetDatasetRequest { name: name.into() }, READ_TIMEOUT)).await?;
+        Ok(dataset(r.into_inner()))
+    }
+
+    async fn list_datasets(&self) -> Result<Vec<Dataset>, Status> {
+        let r = self.client().list_datasets(req(pb::ListDatasetsRequest {}, READ_TIMEOUT)).await?;
+        Ok(r.into_inner().datasets.into_iter().map(dataset).collect())
+    }
+
+    async fn create_dataset(&self, name: &str, quota_bytes: Option<u64>) -> Result<Dataset, Status> {
+        let r = self
+            .client()
+            .create_dataset(req(pb::CreateDatasetRequest { name: name.into(), quota_bytes }, WRITE_TIMEOUT))
+            .await?;
+        Ok(dataset(r.into_inner()))
+    }
+
+    async fn delete_dataset(&self, name: &str) -> Result<(), Status> {
+        self.client().delete_dataset(req(pb::DeleteDatasetRequest { name: name.into() }, WRITE_TIMEOUT)).await?;
+        Ok(())
+    }
+
+    async fn set_quota(&self, name: &str, quota_bytes: Option<u64>) -> Result<Dataset, Status> {
+        let r = self
+            .client()
+            .set_quota(req(pb::SetQuotaRequest { name: name.into(), quota_bytes }, WRITE_TIMEOUT))
+            .await?;
+        Ok(dataset(r.into_inner()))
+    }
+
+    async fn writable_snapshot(&self, source: &str, name: &str) -> Result<Dataset, Status> {
+        let r = self
+            .client()
+            .create_snapshot(req(
+                pb::CreateSnapshotRequest { source: source.into(), name: name.into(), readonly: false },
+                WRITE_TIMEOUT,
+            ))
+            .await?;
+        match r.into_inner().result {
+            Some(pb::create_snapshot_response::Result::Dataset(d)) => Ok(dataset(d)),
+            _ => Err(Status::internal("admin API answered a writable snapshot without a dataset")),
+        }
+    }
+
+    async fn readonly_snapshot(&self, source: &str, name: &str) -> Result<Snapshot, Status> {
+        let r = self
+            .client()
+            .create_snapshot(req(
+                pb::CreateSnapshotRequest { source: source.into(), name: name.into(), readonly: true },
+                WRITE_TIMEOUT,
+            ))
+            .await?;
+        match r.into_inner().result {
+            Some(pb::create_snapshot_response::Result::Snapshot(s)) => Ok(snapshot(s)),
+            _ => Err(Status::internal("admin API answered a read-only snapshot without a snapshot")),
+        }
+    }
+
+    async fn list_snapshots(&self, dataset: &str) -> Result<Vec<Snapshot>, Status> {
+        let r = self
+            .client()
+            .list_snapshots(req(pb::ListSnapshotsRequest { dataset: dataset.into() }, READ_TIMEOUT))
+            .await?;
+        Ok(r.into_inner().snapshots.into_iter().map(snapshot).collect())
+    }
+
+    async fn delete_snapshot(&self, name: &str) -> Result<(), Status> {
+        self.client().delete_snapshot(req(pb::DeleteSnapshotRequest { name: name.into() }, WRITE_TIMEOUT)).await?;
+        Ok(())
+    }
+
+    async fn clone_snapshot(&self, snapshot_name: &str, name: &str) -> Result<Dataset, Status> {
+        let r = self
+            .client()
+            .clone_snapshot(req(
+                pb::CloneSnapshotRequest { snapshot: snapshot_name.into(), name: name.into() },
+                WRITE_TIMEOUT,
+            ))
+            .await?;
+        Ok(dataset(r.into_inner()))
+    }
+
+    async fn dataset_stats(&self, name: &str) -> Result<Stats, Status> {
+        let r = self
+            .client()
+            .dataset_stats(req(pb::DatasetStatsRequest { name: name.into() }, READ_TIMEOUT))
+            .await?
+            .into_inner();
+        Ok(Stats { used_bytes: r.used_bytes, used_inodes: r.used_inodes, quota_bytes: r.quota_bytes })
+    }
+}

@@ -1,0 +1,114 @@
+//! StorageClass (CreateVolume / GetCapacity / ValidateVolumeCapabilities) and
+//! VolumeSnapshotClass (CreateSnapshot) parameters. Unknown keys are INVALID_ARGUMENT so a typo
+//! never silently falls back to a default.
+//!
+//! | key | values | meaning |
+//! |-----|--------|---------|
+//! | `storeUrl` | a store URL | the object store the volume must live in; it must be the store this driver's catalog owner serves (one driver deployment serves one store), else INVALID_ARGUMENT — a guard against a StorageClass pointing at the wrong deployment |
+//! | `durability` | `sync` / `async` | the durability the volume needs; must match the dataset servers' `[durability] mode` (durability is per server, not per dataset), else INVALID_ARGUMENT |
+//! | `csi.storage.k8s.io/*` | any | metadata the external-provisioner adds (`pvc/name`, `pvc/namespace`, `pv/name`); accepted and ignored |
+
+use std::collections::HashMap;
+
+use tonic::Status;
+
+use crate::config::DurabilityMode;
+
+pub const KUBERNETES_PREFIX: &str = "csi.storage.k8s.io/";
+pub const VOLUME_KEYS: &[&str] = &["storeUrl", "durability"];
+
+/// What the driver's configuration says, to check parameters against.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub store_url: String,
+    pub durability: DurabilityMode,
+}
+
+fn unknown(key: &str, known: &[&str]) -> Status {
+    let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+    Status::invalid_argument(format!(
+        "unknown parameter {key:?} (known: {known}, and {KUBERNETES_PREFIX}* keys)"
+    ))
+}
+
+/// Validates StorageClass parameters.
+pub fn validate_volume_params(params: &HashMap<String, String>, served: &Served) -> Result<(), Status> {
+    for (k, v) in params {
+        if k.starts_with(KUBERNETES_PREFIX) {
+            continue;
+        }
+        match k.as_str() {
+            "storeUrl" => {
+                if v.trim_end_matches('/') != served.store_url.trim_end_matches('/') {
+                    return Err(Status::invalid_argument(format!(
+                        "parameter storeUrl {v:?}: this driver serves store {:?}",
+                        served.store_url
+                    )));
+                }
+            }
+            "durability" => {
+                let want = match v.as_str() {
+                    "sync" => DurabilityMode::Sync,
+                    "async" => DurabilityMode::Async,
+                    _ => {
+                        return Err(Status::invalid_argument(format!(
+                            "parameter durability {v:?}: expected \"sync\" or \"async\""
+                        )))
+                    }
+                };
+                if want != served.durability {
+                    return Err(Status::invalid_argument(format!(
+                        "parameter durability {v:?}: the dataset servers run in {:?} mode",
+                        served.durability
+                    )));
+                }
+            }
+            _ => return Err(unknown(k, VOLUME_KEYS)),
+        }
+    }
+    Ok(())
+}
+
+/// Validates VolumeSnapshotClass parameters (none of our own yet).
+pub fn validate_snapshot_params(params: &HashMap<String, String>) -> Result<(), Status> {
+    match params.keys().find(|k| !k.starts_with(KUBERNETES_PREFIX)) {
+        Some(k) => Err(unknown(k, &[])),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn served() -> Served {
+        Served { store_url: "file:///data/".into(), durability: DurabilityMode::Sync }
+    }
+    fn p(kv: &[(&str, &str)]) -> HashMap<String, String> {
+        kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn volume_params() {
+        let s = served();
+        assert!(validate_volume_params(&p(&[]), &s).is_ok());
+        assert!(validate_volume_params(&p(&[("storeUrl", "file:///data"), ("durability", "sync")]), &s).is_ok());
+        assert!(validate_volume_params(&p(&[("csi.storage.k8s.io/pvc/name", "x")]), &s).is_ok());
+        for bad in [
+            p(&[("storeurl", "file:///data")]),
+            p(&[("storeUrl", "s3://other")]),
+            p(&[("durability", "async")]),
+            p(&[("durability", "fast")]),
+        ] {
+            let e = validate_volume_params(&bad, &s).unwrap_err();
+            assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad:?}");
+        }
+        assert!(validate_volume_params(&p(&[("bogus", "1")]), &s).unwrap_err().message().contains("storeUrl"));
+    }
+
+    #[test]
+    fn snapshot_params() {
+        assert!(validate_snapshot_params(&p(&[("csi.storage.k8s.io/volumesnapshot/name", "s")])).is_ok());
+        assert_eq!(validate_snapshot_params(&p(&[("x", "1")])).unwrap_err().code(), tonic::Code::InvalidArgument);
+    }
+}

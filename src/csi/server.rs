@@ -1,0 +1,154 @@
+//! Runs the CSI plugin: Identity always, Controller and/or Node by `--mode`, on one unix socket.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use tokio_stream::wrappers::UnixListenerStream;
+
+use super::admin_backend::AdminBackend;
+use super::backend::Backend;
+use super::controller::ControllerService;
+use super::identity::IdentityService;
+use super::mounter::SystemMounter;
+use super::node::NodeService;
+use super::params::Served;
+use super::proto::controller_server::ControllerServer;
+use super::proto::identity_server::IdentityServer;
+use super::proto::node_server::NodeServer;
+use super::transport;
+use crate::admin::AdminAddr;
+use crate::config::Config;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Identity + Controller (the Deployment).
+    Controller,
+    /// Identity + Node (the DaemonSet).
+    Node,
+    /// Everything in one process (tests, single-machine setups).
+    All,
+}
+
+impl Mode {
+    pub fn controller(self) -> bool {
+        matches!(self, Mode::Controller | Mode::All)
+    }
+    pub fn node(self) -> bool {
+        matches!(self, Mode::Node | Mode::All)
+    }
+}
+
+pub struct PluginOptions {
+    pub mode: Mode,
+    pub endpoint: PathBuf,
+    pub node_id: Option<String>,
+    pub driver_name: String,
+    /// The admin API to use; `None`: the config's `[admin] listen` (or its default).
+    pub admin: Option<AdminAddr>,
+    /// NFS server `(host, port)` the node mounts from; `None`: from the config's `[nfs] listen`.
+    pub nfs_server: Option<(String, u16)>,
+    pub config: Config,
+}
+
+/// `HOST:PORT` (`[v6]:PORT` too).
+pub fn parse_host_port(s: &str) -> Result<(String, u16)> {
+    let (host, port) = s.rsplit_once(':').with_context(|| format!("{s:?} is not HOST:PORT"))?;
+    let port: u16 = port.parse().with_context(|| format!("bad port in {s:?}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        bail!("{s:?} has no host");
+    }
+    Ok((host.to_string(), port))
+}
+
+/// Where the node's kernel reaches the local dataset server: the `[nfs] listen` address, with
+/// a wildcard listen address replaced by loopback.
+pub fn nfs_server_from_config(config: &Config) -> Result<(String, u16)> {
+    let (host, port) = parse_host_port(&config.nfs.listen)
+        .with_context(|| format!("[nfs] listen = {:?}", config.nfs.listen))?;
+    let host = match host.as_str() {
+        "0.0.0.0" | "" => "127.0.0.1".to_string(),
+        "::" => "::1".to_string(),
+        _ => host,
+    };
+    Ok((host, port))
+}
+
+pub async fn run(opts: PluginOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+    let config = &opts.config;
+    let admin_addr = match &opts.admin {
+        Some(a) => a.clone(),
+        None => AdminAddr::from_config(config)?,
+    };
+    let token = match &config.admin.token_file {
+        Some(p) => Some(crate::admin::read_token(p)?),
+        None => None,
+    };
+    let backend: Arc<dyn Backend> = Arc::new(AdminBackend::new(&admin_addr, token.as_deref())?);
+    tracing::info!(admin = %admin_addr, mode = ?opts.mode, "slatefs csi starting");
+
+    let identity = IdentityService {
+        driver_name: opts.driver_name.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        backends: vec![backend.clone()],
+    };
+
+    let controller = if opts.mode.controller() {
+        let store_dir = if config.storage.url.trim().starts_with("file://") {
+            crate::store::Store::open(&config.storage).ok().and_then(|s| s.local_dir().map(|p| p.to_path_buf()))
+        } else {
+            None
+        };
+        let served = Served { store_url: config.storage.url.clone(), durability: config.durability.mode };
+        Some(ControllerServer::new(ControllerService::new(backend.clone(), served, store_dir)))
+    } else {
+        None
+    };
+
+    let node = if opts.mode.node() {
+        let node_id = opts.node_id.clone().filter(|n| !n.is_empty()).context("--node-id is required for the node service")?;
+        let (host, port) = match &opts.nfs_server {
+            Some(hp) => hp.clone(),
+            None => nfs_server_from_config(config)?,
+        };
+        tracing::info!(node_id = %node_id, nfs = %format!("{host}:{port}"), "node service");
+        Some(NodeServer::new(NodeService::new(
+            node_id,
+            backend.clone(),
+            Arc::new(SystemMounter::default()),
+            host,
+            port,
+        )))
+    } else {
+        None
+    };
+
+    let listener = transport::bind_unix(&opts.endpoint)?;
+    tracing::info!(endpoint = %opts.endpoint.display(), "serving CSI");
+    let result = tonic::transport::Server::builder()
+        .add_service(IdentityServer::new(identity))
+        .add_optional_service(controller)
+        .add_optional_service(node)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await;
+    let _ = std::fs::remove_file(&opts.endpoint);
+    result.context("CSI server")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_ports() {
+        assert_eq!(parse_host_port("127.0.0.1:20490").unwrap(), ("127.0.0.1".into(), 20490));
+        assert_eq!(parse_host_port("[::1]:7").unwrap(), ("::1".into(), 7));
+        assert!(parse_host_port("nohost").is_err());
+        assert!(parse_host_port(":1").is_err());
+        let mut c = Config::default();
+        c.nfs.listen = "0.0.0.0:2049".into();
+        assert_eq!(nfs_server_from_config(&c).unwrap(), ("127.0.0.1".into(), 2049));
+    }
+}
