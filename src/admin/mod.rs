@@ -14,7 +14,6 @@ use anyhow::{bail, Context, Result};
 
 use crate::catalog::CatalogError;
 use crate::config::Config;
-use crate::store::Store;
 
 #[allow(clippy::all, missing_docs)]
 pub mod proto {
@@ -72,14 +71,16 @@ impl AdminAddr {
     }
 }
 
+/// `<dir>/admin.sock` for a `file://` store (resolved like `Store::open` does, without
+/// creating the directory), else /run/slatefs/admin.sock.
 fn default_socket(config: &Config) -> Result<PathBuf> {
-    if config.storage.url.trim().starts_with("file://") {
-        let store = Store::open(&config.storage)?;
-        if let Some(dir) = store.local_dir() {
-            return Ok(dir.join("admin.sock"));
-        }
-    }
-    Ok(PathBuf::from(DEFAULT_REMOTE_SOCKET))
+    let Some(rest) = config.storage.url.trim().strip_prefix("file://") else {
+        return Ok(PathBuf::from(DEFAULT_REMOTE_SOCKET));
+    };
+    let dir = PathBuf::from(if rest.is_empty() { "." } else { rest });
+    let dir = if dir.is_absolute() { dir } else { std::env::current_dir()?.join(dir) };
+    let dir = dir.canonicalize().unwrap_or(dir);
+    Ok(dir.join("admin.sock"))
 }
 
 /// Reads a bearer token file (surrounding whitespace ignored; empty is an error).

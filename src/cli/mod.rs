@@ -1,6 +1,7 @@
 //! The command line: `slatefs serve`, `slatefs dataset …`, `slatefs csi …`.
 
 pub mod csi;
+pub mod dataset;
 pub mod serve;
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve datasets over NFSv3 and the admin API (the dataset server).
     Serve(serve::ServeArgs),
+    /// Manage datasets and snapshots through a running server's admin API.
+    Dataset(dataset::DatasetArgs),
     /// Kubernetes CSI driver (controller / node plugin), and `csi call` to call one RPC.
     Csi(csi::CsiArgs),
 }
@@ -32,5 +35,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
         Command::Csi(args) => csi::run(args).await,
+        Command::Dataset(args) => dataset::run(args).await,
     }
 }
