@@ -16,6 +16,8 @@
 #   SLATEFS_BIN     binary under test (default: `cargo build --release`, target/release/slatefs)
 #   VM_TIMEOUT      seconds per workload, whole VM run (default 900)
 #   VM_NFS_PORT     NFS+MOUNT port inside the namespace (default 20490)
+#   VM_ADMIN_PORT   admin API port for workloads that need it on TCP (default 20491)
+#   VM_SERVE_ARGS   extra arguments for `slatefs serve` (e.g. "--durability async")
 #   VM_KEEP=1       keep the work directory (stores, logs, shares) even when all pass
 #   VM_WORKDIR      work directory (default: a new /tmp/slatefs-vm.XXXXXX)
 #   VM_CACHE        cache directory (default: tests/vm/cache, git-ignored)
@@ -28,6 +30,7 @@ REPO=$(cd "$VM_DIR/../.." && pwd)
 CACHE=${VM_CACHE:-$VM_DIR/cache}
 VM_TIMEOUT=${VM_TIMEOUT:-900}
 VM_NFS_PORT=${VM_NFS_PORT:-20490}
+VM_ADMIN_PORT=${VM_ADMIN_PORT:-20491}
 
 log() { printf '[vm %s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 2; }
@@ -44,15 +47,11 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 SERVER_PID=
 
 server_start() {
-    local store=$WD/store
-    mkdir -p "$store"
+    mkdir -p "$WD/store"
     echo "=== $(date +%T.%N) slatefs serve (start)" >> "$WD/server.log"
     # shellcheck disable=SC2086
-    RUST_LOG=${RUST_LOG:-info} "$SLATEFS" serve \
-        --store "file://$store" \
-        --nfs-listen "127.0.0.1:$VM_NFS_PORT" \
-        --admin-listen "unix://$WD/admin.sock" \
-        ${VM_SERVE_ARGS:-} >> "$WD/server.log" 2>&1 &
+    NO_COLOR=1 RUST_LOG=${RUST_LOG:-info,slatedb=warn,zerofs_nfsserve=warn} "$SLATEFS" serve -c "$WD/slatefs.toml" ${VM_SERVE_ARGS:-} \
+        >> "$WD/server.log" 2>&1 &
     SERVER_PID=$!
     local i
     for ((i = 0; i < 600; i++)); do
@@ -62,14 +61,21 @@ server_start() {
             SERVER_PID=
             return 1
         fi
-        if (exec 3<>"/dev/tcp/127.0.0.1/$VM_NFS_PORT") 2>/dev/null && [ -S "$WD/admin.sock" ]; then
-            echo "server up (pid $SERVER_PID) after $((i / 10)).$((i % 10)) s"
-            return 0
-        fi
+        (exec 3<>"/dev/tcp/127.0.0.1/$VM_NFS_PORT") 2>/dev/null && break
         sleep 0.1
     done
-    echo "slatefs serve did not listen on 127.0.0.1:$VM_NFS_PORT within 60 s"
-    return 1
+    if [ "$i" -ge 600 ]; then
+        echo "slatefs serve did not listen on 127.0.0.1:$VM_NFS_PORT within 60 s"
+        return 1
+    fi
+    local j
+    for ((j = 0; j < 300; j++)); do
+        admin_ready && break
+        sleep 0.1
+    done
+    admin_ready || echo "warning: the admin API is not reachable; dataset calls will fail"
+    i=$((i + j))
+    echo "server up (pid $SERVER_PID) after $((i / 10)).$((i % 10)) s"
 }
 
 server_kill() { # SIGNAL
@@ -86,12 +92,20 @@ server_kill() { # SIGNAL
     SERVER_PID=
 }
 
+admin_ready() {
+    if [ -n "$ADMIN_TCP" ]; then
+        (exec 3<>"/dev/tcp/127.0.0.1/$VM_ADMIN_PORT") 2>/dev/null
+    else
+        [ -S "$WD/admin.sock" ]
+    fi
+}
+
 # One request from the guest: argument words, one per line.
 host_call_exec() {
     local cmd=$1
     shift
     case "$cmd" in
-        dataset) "$SLATEFS" dataset --admin "unix://$WD/admin.sock" "$@" ;;
+        dataset) "$SLATEFS" dataset -c "$WD/slatefs.toml" "$@" ;;
         server-kill) server_kill KILL ;;
         server-stop) server_kill TERM ;;
         server-start) server_start ;;
@@ -260,15 +274,39 @@ run_workload() { # NAME
     mkdir -p "$wd/share/job" "$wd/share/calls" "$wd/share/data" "$wd/store"
     cp "$VM_DIR/guest/lib.sh" "$VM_DIR/guest/start.sh" "$wd/share/job/"
     cp "$VM_DIR/workloads/$name.sh" "$wd/share/job/workload.sh"
+    # A workload's optional NN-NAME.host.sh may set ADMIN_TCP=1 (admin API on TCP with a bearer
+    # token, so that the guest can reach it) and define host_prepare DATA_DIR CACHE_DIR (runs on
+    # the host before the VM boots).
+    ADMIN_TCP=
+    unset -f host_prepare
+    if [ -f "$VM_DIR/workloads/$name.host.sh" ]; then
+        . "$VM_DIR/workloads/$name.host.sh"
+    fi
+    local admin="listen = \"unix://$wd/admin.sock\""
+    if [ -n "$ADMIN_TCP" ]; then
+        head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$wd/share/job/admin.token"
+        admin="listen = \"tcp://127.0.0.1:$VM_ADMIN_PORT\"
+token_file = \"$wd/share/job/admin.token\""
+    fi
+    # The server's config file; `slatefs dataset -c` reads the same one.
+    cat > "$wd/slatefs.toml" <<EOF
+[storage]
+url = "file://$wd/store"
+
+[nfs]
+listen = "127.0.0.1:$VM_NFS_PORT"
+
+[admin]
+$admin
+EOF
     cat > "$wd/share/job/env" <<EOF
 WORKLOAD=$name
 NFS_PORT=$VM_NFS_PORT
+ADMIN_PORT=${ADMIN_TCP:+$VM_ADMIN_PORT}
 GUEST_TIMEOUT=$((VM_TIMEOUT - 30))
 EOF
-    if [ -f "$VM_DIR/workloads/$name.host.sh" ]; then
-        # may define host_prepare DATA_DIR CACHE_DIR (runs on the host before the VM boots)
-        if ! ( . "$VM_DIR/workloads/$name.host.sh"; host_prepare "$wd/share/data" "$CACHE" ) \
-            > "$wd/prepare.log" 2>&1; then
+    if declare -F host_prepare > /dev/null; then
+        if ! (host_prepare "$wd/share/data" "$CACHE") > "$wd/prepare.log" 2>&1; then
             reason="host_prepare failed"
         fi
     fi
@@ -276,7 +314,8 @@ EOF
     if [ -z "$reason" ]; then
         timeout -k 10 $((VM_TIMEOUT + 120)) unshare --net --mount --fork -- \
             env SLATEFS="$SLATEFS" HOSTDIR="$HOSTDIR" VMLINUX="$VMLINUX" INITRAMFS="$INITRAMFS" \
-            VM_TIMEOUT="$VM_TIMEOUT" VM_NFS_PORT="$VM_NFS_PORT" \
+            VM_TIMEOUT="$VM_TIMEOUT" VM_NFS_PORT="$VM_NFS_PORT" VM_ADMIN_PORT="$VM_ADMIN_PORT" \
+            ADMIN_TCP="$ADMIN_TCP" VM_SERVE_ARGS="${VM_SERVE_ARGS:-}" \
             bash "$VM_DIR/run.sh" __inner "$name" "$wd" > "$wd/inner.log" 2>&1 || true
         if [ -f "$wd/failed-at" ]; then
             reason="slatefs serve did not start"
@@ -327,6 +366,7 @@ main() {
             [ -n "$found" ] || die "no workload matches '$a' (have: ${all[*]})"
         done
     fi
+    exec 2>&1 # one stream, in order, for CI logs
     [ "$(id -u)" = 0 ] || die "run as root (unshare --net --mount, apt-get)"
 
     local t0

@@ -1,7 +1,7 @@
 # Runs in the guest as `sh /share/job/start.sh` (from /init): one workload, its log and exit
 # status go back to the host through the share.
 . /share/job/env
-export WORKLOAD NFS_PORT GUEST_TIMEOUT
+export WORKLOAD NFS_PORT ADMIN_PORT GUEST_TIMEOUT
 export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 cd /tmp
 echo "guest: running $WORKLOAD (timeout ${GUEST_TIMEOUT}s)" > /dev/console
