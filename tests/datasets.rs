@@ -1,0 +1,404 @@
+//! Datasets and snapshots: the catalog (`Registry`) over a real local store, the admin gRPC API
+//! over a real unix socket / TCP listener, and the `slatefs dataset` CLI against a real
+//! `slatefs serve` process (including kill -9 in the middle of every catalog operation).
+
+#[path = "support/server.rs"]
+mod server;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use slatefs::admin::{client, proto, server::AdminListener, AdminAddr};
+use slatefs::catalog::{CatalogError, ObjectKind, Registry, SnapshotResult};
+use slatefs::config::{CatalogRole, Config};
+use slatefs::fs::{Caller, Filesystem, Kind, NewNode, ROOT_INO};
+use slatefs::store::accounting::AccountingStore;
+use slatefs::store::Store;
+
+// ------------------------------------------------------------------------------ helpers
+
+fn config_for(dir: &Path) -> Config {
+    let mut c = Config::default();
+    c.storage.url = format!("file://{}", dir.display());
+    c
+}
+
+async fn open_registry(dir: &Path) -> Arc<Registry> {
+    let config = config_for(dir);
+    let store = Store::open(&config.storage).unwrap();
+    Registry::open(store, &config).await.unwrap()
+}
+
+fn dataset_dir(store_dir: &Path, id: u64) -> PathBuf {
+    store_dir.join("datasets").join(format!("{id:016x}"))
+}
+
+/// Files under a path (a local store leaves empty directories behind when objects go).
+fn objects_under(path: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .map(|e| e.unwrap())
+        .map(|e| if e.file_type().unwrap().is_dir() { objects_under(&e.path()) } else { 1 })
+        .sum()
+}
+
+fn has_db(store_dir: &Path, id: u64) -> bool {
+    objects_under(&dataset_dir(store_dir, id)) > 0
+}
+
+async fn write_file(fs: &Filesystem, name: &str, data: &[u8]) {
+    let c = Caller::root();
+    let ino = match fs.lookup(&c, ROOT_INO, name.as_bytes()).await {
+        Ok(ino) => ino,
+        Err(_) => fs.create(&c, ROOT_INO, name.as_bytes(), NewNode::new(Kind::File, 0o644)).await.unwrap().ino,
+    };
+    fs.setattr(&c, ino, &slatefs::fs::SetAttr { size: Some(0), ..Default::default() }).await.unwrap();
+    fs.write(&c, ino, 0, data).await.unwrap();
+}
+
+async fn read_file(fs: &Filesystem, name: &str) -> Option<Vec<u8>> {
+    let c = Caller::root();
+    let ino = fs.lookup(&c, ROOT_INO, name.as_bytes()).await.ok()?;
+    let (data, _) = fs.read(&c, ino, 0, 1 << 20).await.unwrap();
+    Some(data)
+}
+
+fn is_not_found<T: std::fmt::Debug>(r: Result<T, CatalogError>) -> bool {
+    matches!(r, Err(CatalogError::NotFound(_)))
+}
+
+// ------------------------------------------------------------------------------ catalog
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn catalog_lifecycle_snapshots_clones_and_deletion_with_dependants() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let reg = open_registry(dir).await;
+
+    // First start: the default dataset `root`, exported as "" and "/".
+    let root = reg.get_default().await.unwrap();
+    assert_eq!(root.name, "root");
+    assert_eq!(reg.resolve_export("/").await.unwrap(), root.id);
+    assert_eq!(reg.resolve_export("").await.unwrap(), root.id);
+    assert_eq!(reg.resolve_export("root").await.unwrap(), root.id);
+
+    let data = reg.create_dataset("data", Some(1 << 20)).await.unwrap();
+    assert_eq!(data.quota, Some(1 << 20));
+    assert!(has_db(dir, data.id));
+    assert_eq!(reg.object_kind(data.id).await.unwrap(), ObjectKind::Dataset);
+    let fs = reg.filesystem(data.id).await.unwrap();
+    assert_eq!(fs.quota(), Some(1 << 20));
+    write_file(&fs, "f", b"monday").await;
+
+    // Read-only snapshot: a checkpoint; sees what was written before the call only.
+    let SnapshotResult::Snapshot(mon) = reg.create_snapshot("data", "monday", true).await.unwrap() else {
+        panic!("expected a read-only snapshot")
+    };
+    assert_eq!(mon.dataset_id, data.id);
+    assert_eq!(reg.resolve_export("/data@monday").await.unwrap(), mon.id);
+    assert_eq!(reg.object_kind(mon.id).await.unwrap(), ObjectKind::Snapshot { dataset_id: data.id });
+    assert!(is_not_found(reg.resolve_export("root@monday").await), "snapshot of another dataset");
+    assert_eq!(reg.snapshots_of(data.id).await.unwrap(), vec![("monday".to_string(), mon.id)]);
+
+    // Writable snapshot: a full dataset.
+    let SnapshotResult::Dataset(ws) = reg.create_snapshot("data", "data-ws", false).await.unwrap() else {
+        panic!("expected a writable snapshot")
+    };
+    assert_eq!(ws.quota, Some(1 << 20), "a writable snapshot keeps the source's quota");
+    write_file(&fs, "f", b"tuesday").await;
+    let snap_fs = reg.filesystem(mon.id).await.unwrap();
+    assert!(snap_fs.is_read_only());
+    assert_eq!(read_file(&snap_fs, "f").await.unwrap(), b"monday");
+    let ws_fs = reg.filesystem(ws.id).await.unwrap();
+    assert_eq!(read_file(&ws_fs, "f").await.unwrap(), b"monday");
+    write_file(&ws_fs, "g", b"only in the writable snapshot").await;
+    assert!(read_file(&fs, "g").await.is_none(), "writes to the snapshot do not show in the source");
+    assert_eq!(read_file(&ws_fs, "f").await.unwrap(), b"monday", "nor the other way round");
+
+    // Clone of a read-only snapshot.
+    let cl = reg.clone_snapshot("monday", "data-clone").await.unwrap();
+    let cl_fs = reg.filesystem(cl.id).await.unwrap();
+    assert_eq!(read_file(&cl_fs, "f").await.unwrap(), b"monday");
+    write_file(&cl_fs, "f", b"clone").await;
+    assert_eq!(read_file(&snap_fs, "f").await.unwrap(), b"monday");
+    assert_eq!(read_file(&fs, "f").await.unwrap(), b"tuesday");
+
+    // Quota: pushed into the open filesystem at once.
+    reg.set_quota("data", Some(5)).await.unwrap();
+    assert_eq!(fs.quota(), Some(5));
+    reg.set_quota("data", None).await.unwrap();
+    assert_eq!(fs.quota(), None);
+
+    // Errors.
+    assert!(matches!(reg.create_dataset("data", None).await, Err(CatalogError::AlreadyExists(_))));
+    assert!(matches!(reg.create_snapshot("data", "monday", true).await, Err(CatalogError::AlreadyExists(_))));
+    assert!(matches!(reg.create_snapshot("root", "data", false).await, Err(CatalogError::AlreadyExists(_))));
+    assert!(is_not_found(reg.create_snapshot("nope", "x", true).await));
+    assert!(is_not_found(reg.clone_snapshot("nope", "x").await));
+    assert!(matches!(reg.create_dataset("Bad", None).await, Err(CatalogError::InvalidArgument(_))));
+    assert!(matches!(reg.create_dataset("data", Some(0)).await, Err(CatalogError::InvalidArgument(_))));
+    assert!(matches!(reg.delete_dataset("root").await, Err(CatalogError::FailedPrecondition(_))));
+
+    // Delete the source: hidden (not listed, not resolvable) but its objects stay for the
+    // snapshot and the clones.
+    let out = reg.delete_dataset("data").await.unwrap();
+    assert!(!out.removed);
+    assert_eq!(out.dependants.len(), 3, "{:?}", out.dependants);
+    assert!(is_not_found(reg.resolve_export("data").await));
+    assert!(is_not_found(reg.object_kind(data.id).await));
+    assert!(!reg.list_datasets().await.unwrap().iter().any(|d| d.name == "data"));
+    assert!(has_db(dir, data.id));
+    assert_eq!(read_file(&cl_fs, "f").await.unwrap(), b"clone", "clones keep working");
+    assert_eq!(read_file(&snap_fs, "f").await.unwrap(), b"monday", "snapshots keep working");
+    // The name is free again.
+    let again = reg.create_dataset("data", None).await.unwrap();
+    assert!(again.id > cl.id, "ids are never reused");
+    reg.delete_dataset("data").await.unwrap();
+
+    // Deleting the snapshot the clone depends on: hidden as well.
+    let out = reg.delete_snapshot("monday").await.unwrap();
+    assert!(!out.removed);
+    assert_eq!(out.dependants, vec!["data-clone".to_string()]);
+    assert!(is_not_found(reg.object_kind(mon.id).await));
+    assert!(reg.list_snapshots(None).await.unwrap().is_empty());
+    assert!(has_db(dir, data.id));
+
+    // Last dependants go: everything is collected.
+    assert!(reg.delete_dataset("data-ws").await.unwrap().removed);
+    assert!(has_db(dir, data.id), "the clone still needs it");
+    assert!(reg.delete_dataset("data-clone").await.unwrap().removed);
+    assert!(!has_db(dir, cl.id));
+    assert!(!has_db(dir, ws.id));
+    assert!(!has_db(dir, data.id), "collected with its last dependant");
+    assert_eq!(reg.list_datasets().await.unwrap().len(), 1);
+
+    // Restart: state and the id counter survive.
+    reg.shutdown().await;
+    assert!(matches!(reg.filesystem(root.id).await, Err(CatalogError::Unavailable(_))));
+    let reg = open_registry(dir).await;
+    assert_eq!(reg.get_default().await.unwrap().id, root.id);
+    let next = reg.create_dataset("after-restart", None).await.unwrap();
+    assert!(next.id > again.id, "ids are never reused across restarts");
+    reg.set_default("after-restart").await.unwrap();
+    assert_eq!(reg.resolve_export("/").await.unwrap(), next.id);
+    assert!(reg.delete_dataset("root").await.unwrap().removed, "no longer the default");
+    reg.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn catalog_reader_follows_the_owner_and_refuses_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let owner = open_registry(tmp.path()).await;
+    let mut config = config_for(tmp.path());
+    config.catalog.role = CatalogRole::Reader;
+    let reader = Registry::open(Store::open(&config.storage).unwrap(), &config).await.unwrap();
+    assert!(reader.is_reader());
+    assert_eq!(reader.get_default().await.unwrap().name, "root");
+
+    let err = reader.create_dataset("x", None).await.unwrap_err();
+    assert!(matches!(err, CatalogError::FailedPrecondition(_)), "{err}");
+    assert!(err.to_string().contains("reader"), "{err}");
+
+    let d = owner.create_dataset("followed", Some(1000)).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while reader.resolve_export("followed").await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the reader never saw the new dataset");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(reader.resolve_export("followed").await.unwrap(), d.id);
+    owner.delete_dataset("followed").await.unwrap();
+    while reader.resolve_export("followed").await.is_ok() {
+        assert!(std::time::Instant::now() < deadline, "the reader never saw the deletion");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    reader.shutdown().await;
+    owner.shutdown().await;
+}
+
+/// A snapshot and a clone of a dataset holding 200 MiB write next to nothing to the store:
+/// counted by an accounting wrapper around the real store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn snapshot_and_clone_of_200_mib_write_almost_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = config_for(tmp.path());
+    let plain = Store::open(&config.storage).unwrap();
+    let accounting = Arc::new(AccountingStore::new(plain.object_store().clone()));
+    let store = Store::from_parts(
+        accounting.clone(),
+        object_store::path::Path::from(""),
+        plain.local_dir().map(Path::to_path_buf),
+        &config.storage.url,
+    );
+    let reg = Registry::open(store, &config).await.unwrap();
+    let d = reg.create_dataset("big", None).await.unwrap();
+    let fs = reg.filesystem(d.id).await.unwrap();
+
+    // 200 MiB of incompressible data.
+    let c = Caller::root();
+    let ino = fs.create(&c, ROOT_INO, b"big.bin", NewNode::new(Kind::File, 0o644)).await.unwrap().ino;
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut buf = vec![0u8; slatefs::fs::MAX_IO_SIZE];
+    const TOTAL: u64 = 200 << 20;
+    let before_data = accounting.stats();
+    for off in (0..TOTAL).step_by(buf.len()) {
+        for w in buf.chunks_exact_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            w.copy_from_slice(&x.to_le_bytes());
+        }
+        fs.write(&c, ino, off, &buf).await.unwrap();
+    }
+    // Settle the dataset: the WAL and the memtable reach the store (what any dataset does on
+    // its own within seconds), so what follows measures the snapshot and clone only.
+    fs.flush().await.unwrap();
+    fs.db()
+        .unwrap()
+        .flush_with_options(slatedb::config::FlushOptions { flush_type: slatedb::config::FlushType::MemTable })
+        .await
+        .unwrap();
+    let data_written = (accounting.stats() - before_data).bytes_up;
+    assert!(data_written >= TOTAL, "the data itself went to the store: {data_written}");
+    assert_eq!(fs.usage().await.bytes, TOTAL);
+
+    let before = accounting.stats();
+    let SnapshotResult::Snapshot(snap) = reg.create_snapshot("big", "snap", true).await.unwrap() else {
+        panic!()
+    };
+    let snapshot_cost = accounting.stats() - before;
+    assert_eq!(snap.size_bytes, TOTAL);
+
+    let before = accounting.stats();
+    let clone = reg.clone_snapshot("snap", "big-clone").await.unwrap();
+    let clone_cost = accounting.stats() - before;
+
+    let before = accounting.stats();
+    let SnapshotResult::Dataset(ws) = reg.create_snapshot("big", "big-ws", false).await.unwrap() else {
+        panic!()
+    };
+    let writable_cost = accounting.stats() - before;
+
+    eprintln!("data: {data_written} bytes up");
+    eprintln!("read-only snapshot: {snapshot_cost}");
+    eprintln!("clone of it: {clone_cost}");
+    eprintln!("writable snapshot: {writable_cost}");
+    const TINY: u64 = 256 << 10;
+    assert!(snapshot_cost.bytes_up < TINY, "snapshot wrote {} bytes", snapshot_cost.bytes_up);
+    assert!(clone_cost.bytes_up < TINY, "clone wrote {} bytes", clone_cost.bytes_up);
+    assert!(writable_cost.bytes_up < TINY, "writable snapshot wrote {} bytes", writable_cost.bytes_up);
+    // And no file data was read to make them: a clone reads manifests and, when it is
+    // opened, the index and filter blocks of the SSTs it shares (~300 KiB here).
+    for cost in [snapshot_cost, clone_cost, writable_cost] {
+        assert!(cost.bytes_down < 1 << 20, "{cost}");
+    }
+
+    // The clone really holds the 200 MiB.
+    for id in [clone.id, ws.id] {
+        let cfs = reg.filesystem(id).await.unwrap();
+        assert_eq!(cfs.usage().await.bytes, TOTAL);
+        let (head, _) = cfs.read(&c, ino, TOTAL - 4096, 4096).await.unwrap();
+        let (orig, _) = fs.read(&c, ino, TOTAL - 4096, 4096).await.unwrap();
+        assert_eq!(head, orig);
+    }
+    reg.shutdown().await;
+}
+
+// ------------------------------------------------------------------------------ admin gRPC
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admin_api_maps_errors_to_grpc_codes_and_checks_tokens() {
+    use tonic::Code;
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = open_registry(&tmp.path().join("data")).await;
+    let sock = tmp.path().join("admin.sock");
+    // A stale socket file from a crashed server is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    assert!(sock.exists());
+    let listen = format!("unix://{}", sock.display());
+    let listener = AdminListener::bind(&listen, None).await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(listener.run(reg.clone(), async move {
+        let _ = stop_rx.await;
+    }));
+    // A second server on the same live socket is refused.
+    let err = AdminListener::bind(&listen, None).await.err().expect("socket in use").to_string();
+    assert!(err.contains("already listening"), "{err}");
+
+    let mut c = client::connect(&AdminAddr::parse(&listen).unwrap(), None).await.unwrap();
+    let d = c
+        .create_dataset(proto::CreateDatasetRequest { name: "a".into(), quota_bytes: Some(1 << 30) })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.quota_bytes, Some(1 << 30));
+    assert_eq!(d.used_inodes, Some(1));
+
+    let code = |r: Result<tonic::Response<proto::Dataset>, tonic::Status>| r.unwrap_err().code();
+    for bad in ["..", "a/b", "a\0b", "Upper", "", &"x".repeat(254)] {
+        let st = c
+            .create_dataset(proto::CreateDatasetRequest { name: bad.into(), quota_bytes: None })
+            .await
+            .unwrap_err();
+        assert_eq!(st.code(), Code::InvalidArgument, "{bad:?}");
+        assert!(st.message().contains("[a-z0-9._-]"), "{}", st.message());
+    }
+    assert_eq!(
+        code(c.create_dataset(proto::CreateDatasetRequest { name: "a".into(), quota_bytes: None }).await),
+        Code::AlreadyExists
+    );
+    assert_eq!(code(c.get_dataset(proto::GetDatasetRequest { name: "zz".into() }).await), Code::NotFound);
+    let st = c.delete_dataset(proto::DeleteDatasetRequest { name: "root".into() }).await.unwrap_err();
+    assert_eq!(st.code(), Code::FailedPrecondition);
+    let st = c.delete_snapshot(proto::DeleteSnapshotRequest { name: "zz".into() }).await.unwrap_err();
+    assert_eq!(st.code(), Code::NotFound);
+
+    let snap = c
+        .create_snapshot(proto::CreateSnapshotRequest { source: "a".into(), name: "s1".into(), readonly: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(snap.result, Some(proto::create_snapshot_response::Result::Snapshot(_))));
+    let stats = c.dataset_stats(proto::DatasetStatsRequest { name: "a".into() }).await.unwrap().into_inner();
+    assert_eq!((stats.used_inodes, stats.quota_bytes), (1, Some(1 << 30)));
+    let cp = c
+        .checkpoint_dataset(proto::CheckpointDatasetRequest { name: "a".into(), checkpoint_name: "csi-x".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let cps = reg.store().list_checkpoints(&reg.store().dataset_path(d.id)).await.unwrap();
+    assert!(cps.iter().any(|k| k.id.to_string() == cp.checkpoint_id && k.name.as_deref() == Some("csi-x")));
+    c.flush_dataset(proto::FlushDatasetRequest { name: "a".into() }).await.unwrap();
+
+    stop_tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    assert!(!sock.exists(), "the socket file is removed on shutdown");
+
+    // TCP: refused without a token; with one, every call must carry it.
+    let err = AdminListener::bind("tcp://127.0.0.1:0", None).await.err().unwrap().to_string();
+    assert!(err.contains("without a token"), "{err}");
+    let listener = AdminListener::bind("tcp://127.0.0.1:0", Some("s3cret".into())).await.unwrap();
+    let addr = listener.addr().clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(listener.run(reg.clone(), async move {
+        let _ = stop_rx.await;
+    }));
+    for token in [None, Some("wrong")] {
+        let mut c = client::connect(&addr, token).await.unwrap();
+        let st = c.list_datasets(proto::ListDatasetsRequest {}).await.unwrap_err();
+        assert_eq!(st.code(), Code::Unauthenticated, "{token:?}");
+    }
+    let mut c = client::connect(&addr, Some("s3cret")).await.unwrap();
+    let names: Vec<String> = c
+        .list_datasets(proto::ListDatasetsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .datasets
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(names, ["root", "a"]);
+    stop_tx.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    reg.shutdown().await;
+}
