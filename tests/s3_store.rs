@@ -77,3 +77,243 @@ async fn racing_creates_have_exactly_one_winner() {
         assert_eq!(stored, Bytes::from(format!("writer {}", winners[0])), "round {round}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// SlateDB through `Store` on S3.
+
+use slatefs::store::{dataset_settings, Store};
+use slatedb::{CloseReason, ErrorKind};
+use std::time::{Duration, Instant};
+
+fn key(i: u32) -> Vec<u8> {
+    format!("key-{i:06}").into_bytes()
+}
+
+fn value(i: u32) -> Vec<u8> {
+    format!("value-{i}-{}", "x".repeat((i % 50) as usize)).into_bytes()
+}
+
+/// Settings with a short WAL flush interval, so `await_durable` is quick.
+fn settings() -> slatedb::config::Settings {
+    dataset_settings(Duration::from_millis(5))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slatedb_write_reopen_read_on_s3() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = s3::start_s3(&dir.path().join("s3")).await;
+    let cfg = server.storage_config("pool/a", dir.path());
+    let store = Store::open_checked(&cfg).await.expect("start-up checks");
+    let before = store.request_stats();
+    let path = store.dataset_path(1);
+    {
+        let db = store.open_db(&path, settings()).await.unwrap();
+        for i in 0..300 {
+            db.put(key(i), value(i)).await.unwrap();
+        }
+        db.flush().await.unwrap();
+        db.close().await.unwrap();
+    }
+    let written = store.request_stats() - before;
+    assert!(written.put >= 2 && written.bytes_up > 300 * 8, "{written}");
+    // The database is on the server, under the prefix.
+    let on_disk = dir.path().join("s3").join(&server.bucket).join("pool/a/datasets");
+    assert!(on_disk.join(format!("{:016x}", 1)).join("manifest").is_dir(), "{on_disk:?}");
+
+    // A fresh Store (new client, new process state) reads everything back.
+    let store2 = Store::open(&cfg).unwrap();
+    let db = store2.open_db(&path, settings()).await.unwrap();
+    for i in 0..300 {
+        assert_eq!(db.get(key(i)).await.unwrap().as_deref(), Some(value(i).as_slice()), "key {i}");
+    }
+    db.close().await.unwrap();
+    let read = store2.request_stats();
+    assert!(read.get >= 1 && read.bytes_down > 0, "{read}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_writer_fences_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = s3::start_s3(&dir.path().join("s3")).await;
+    let cfg = server.storage_config("fence", dir.path());
+    let store_a = Store::open_checked(&cfg).await.unwrap();
+    let store_b = Store::open(&cfg).unwrap();
+    let path = store_a.dataset_path(7);
+
+    let a = store_a.open_db(&path, settings()).await.unwrap();
+    a.put(b"from-a", b"1").await.unwrap().await_durable().await.unwrap();
+
+    let b = store_b.open_db(&path, settings()).await.unwrap();
+    assert_eq!(b.get(b"from-a").await.unwrap().as_deref(), Some(&b"1"[..]));
+    b.put(b"from-b", b"2").await.unwrap().await_durable().await.unwrap();
+
+    // The first writer can no longer make anything durable: it learns it was fenced.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let err = loop {
+        let r = match a.put(b"from-a-late", b"3").await {
+            Ok(h) => h.await_durable().await,
+            Err(e) => Err(e),
+        };
+        match r {
+            Err(e) => break e,
+            Ok(()) => {
+                assert!(Instant::now() < deadline, "the fenced writer kept acknowledging");
+                let _ = a.flush().await;
+            }
+        }
+    };
+    assert_eq!(err.kind(), ErrorKind::Closed(CloseReason::Fenced), "{err}");
+    // Nothing it tried after being fenced is visible to the new writer, nor after reopening.
+    assert_eq!(b.get(b"from-a-late").await.unwrap(), None);
+    b.close().await.unwrap();
+    let c = store_b.open_db(&path, settings()).await.unwrap();
+    assert_eq!(c.get(b"from-a").await.unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(c.get(b"from-b").await.unwrap().as_deref(), Some(&b"2"[..]));
+    assert_eq!(c.get(b"from-a-late").await.unwrap(), None);
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn checkpoints_and_clones_on_s3() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = s3::start_s3(&dir.path().join("s3")).await;
+    let store = Store::open_checked(&server.storage_config("cc", dir.path())).await.unwrap();
+    let parent = store.dataset_path(1);
+    let child = store.dataset_path(2);
+
+    let db = store.open_db(&parent, settings()).await.unwrap();
+    let big = |i: u32| [value(i), vec![b'.'; 8192]].concat();
+    for i in 0..100 {
+        db.put(key(i), big(i)).await.unwrap();
+    }
+    // Not awaited: the checkpoint must contain them anyway.
+    let cp = Store::checkpoint(&db, "snap-1").await.unwrap();
+    for i in 0..100 {
+        db.put(key(i), b"changed-after-checkpoint").await.unwrap();
+    }
+    db.put(b"only-after", b"1").await.unwrap();
+    db.flush().await.unwrap();
+
+    let listed = store.list_checkpoints(&parent).await.unwrap();
+    assert!(listed.iter().any(|c| c.id == cp && c.name.as_deref() == Some("snap-1")), "{listed:?}");
+
+    // Read-only snapshot: the state at the checkpoint.
+    let reader = store.open_checkpoint(&parent, cp).await.unwrap();
+    for i in (0..100).step_by(7) {
+        assert_eq!(reader.get(key(i)).await.unwrap().as_deref(), Some(big(i).as_slice()));
+    }
+    assert_eq!(reader.get(b"only-after").await.unwrap(), None);
+    reader.close().await.unwrap();
+
+    // Clone: a writable copy that shares the parent's SSTs.
+    let before = store.request_stats();
+    store.clone_db(&parent, cp, &child).await.unwrap();
+    let cloning = store.request_stats() - before;
+    let c = store.open_db(&child, settings()).await.unwrap();
+    for i in (0..100).step_by(7) {
+        assert_eq!(c.get(key(i)).await.unwrap().as_deref(), Some(big(i).as_slice()));
+    }
+    assert_eq!(c.get(b"only-after").await.unwrap(), None);
+    c.put(b"only-in-child", b"1").await.unwrap().await_durable().await.unwrap();
+    assert_eq!(db.get(b"only-in-child").await.unwrap(), None);
+    c.close().await.unwrap();
+    db.close().await.unwrap();
+    // Cloning wrote no data: a few KiB of manifests (and at most the WAL tail copied on the
+    // server) against the parent's 800+ KiB.
+    assert!(cloning.bytes_up < 64 * 1024 && cloning.copy <= 2, "{cloning}");
+
+    // The parent cannot drop the checkpoint's data while the clone pins it; deleting the clone
+    // releases it, and deleting twice is fine.
+    store.delete_db(&child).await.unwrap();
+    store.delete_db(&child).await.unwrap();
+    store.delete_checkpoint(&parent, cp).await.unwrap();
+    assert!(store.list_checkpoints(&parent).await.unwrap().iter().all(|c| c.id != cp));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start-up checks.
+
+fn probe_err(r: anyhow::Result<Store>) -> String {
+    match r {
+        Ok(_) => panic!("the start-up checks passed"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_accepts_a_good_store_and_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = s3::start_s3(&dir.path().join("s3")).await;
+    let store = Store::open_checked(&server.storage_config("p", dir.path())).await.unwrap();
+    slatefs::store::probe::probe(&store).await.unwrap();
+    let left: Vec<_> = futures::TryStreamExt::try_collect::<Vec<_>>(
+        server.object_store().list(Some(&Path::from("p"))),
+    )
+    .await
+    .unwrap();
+    assert!(left.is_empty(), "probe objects left behind: {left:?}");
+    // Local stores pass too (object_store's LocalFileSystem has conditional creates).
+    let local = slatefs::config::StorageConfig {
+        url: format!("file://{}", dir.path().join("local").display()),
+        ..Default::default()
+    };
+    Store::open_checked(&local).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_reports_wrong_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = s3::start_s3(&dir.path().join("s3")).await;
+    // A wrong secret for the right key, and an unknown key.
+    for (ak, sk) in [(server.access_key.as_str(), "not-the-secret"), ("nobody", "nothing")] {
+        let creds = dir.path().join(format!("creds-{ak}"));
+        std::fs::write(&creds, format!("access_key_id = {ak}\nsecret_access_key = {sk}\n")).unwrap();
+        let cfg = server.storage_config_with(&server.bucket, "p", creds);
+        let t = Instant::now();
+        let msg = probe_err(Store::open_checked(&cfg).await);
+        assert!(msg.contains("rejected the credentials"), "{msg}");
+        assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_reports_a_missing_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = s3::start_s3(&dir.path().join("s3")).await;
+    let creds = server.write_credentials_file(dir.path(), &server.access_key, &server.secret_key);
+    let cfg = server.storage_config_with("no-such-bucket", "p", creds);
+    let msg = probe_err(Store::open_checked(&cfg).await);
+    assert!(msg.contains("does not exist"), "{msg}");
+    assert!(msg.contains("no-such-bucket"), "{msg}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_reports_an_unreachable_endpoint_quickly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = s3::start_s3(&dir.path().join("s3")).await;
+    let cfg = server.storage_config("p", dir.path());
+    drop(server); // nothing listens on the port any more
+    let t = Instant::now();
+    let msg = probe_err(Store::open_checked(&cfg).await);
+    assert!(msg.contains("cannot reach"), "{msg}");
+    assert!(t.elapsed() < Duration::from_secs(15), "took {:?}", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_refuses_a_server_without_conditional_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = s3::start_s3_with(
+        &dir.path().join("s3"),
+        s3::ServerOptions { honour_conditions: false, ..Default::default() },
+    )
+    .await;
+    // The server really overwrites on If-None-Match: *.
+    let os = server.object_store();
+    os.put_opts(&Path::from("k"), PutPayload::from_static(b"1"), create()).await.unwrap();
+    os.put_opts(&Path::from("k"), PutPayload::from_static(b"2"), create()).await.unwrap();
+
+    let msg = probe_err(Store::open_checked(&server.storage_config("p", dir.path())).await);
+    assert!(msg.contains("does not support conditional writes"), "{msg}");
+    assert!(msg.contains("If-None-Match: *"), "{msg}");
+    assert!(msg.contains("fencing"), "{msg}");
+}

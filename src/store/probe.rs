@@ -143,9 +143,12 @@ fn explain(url: &str, what: &str, e: object_store::Error) -> anyhow::Error {
         _ if lower.contains("nosuchbucket") => anyhow!(
             "the bucket of {url} does not exist (start-up check: {what}); create it first: {text}"
         ),
-        _ if lower.contains("accessdenied")
+        _ if lower.contains("403 forbidden")
+            || lower.contains("401 unauthorized")
+            || lower.contains("accessdenied")
             || lower.contains("signaturedoesnotmatch")
-            || lower.contains("invalidaccesskeyid") =>
+            || lower.contains("invalidaccesskeyid")
+            || lower.contains("notsignedup") =>
         {
             anyhow!(
                 "the object store at {url} rejected the credentials (start-up check: {what}): \
