@@ -164,7 +164,7 @@ fn scenarios() -> Vec<Scenario> {
                     "reclaimPolicy": "Retain",
                     "volumeBindingMode": "WaitForFirstConsumer",
                     "mountOptions": ["actimeo=1"],
-                    "parameters": {"example.com/tier": "gold", "replicas": 3},
+                    "parameters": {"storeUrl": "file:///var/lib/slatefs", "durability": "sync"},
                     "secret": {"name": "sc-creds"}
                 },
                 "volumeSnapshotClass": {"secret": {"name": "sc-creds"}}
@@ -554,21 +554,42 @@ fn container<'a>(spec: &'a PodSpec, name: &str) -> &'a Container {
         .unwrap_or_else(|| panic!("no container {name} in {:?}", spec.containers.iter().map(|c| &c.name).collect::<Vec<_>>()))
 }
 
-/// Which slatefs role a pod runs: "serve", "csi-controller", "csi-node", or None.
-fn slatefs_role(spec: &PodSpec) -> Option<String> {
-    let c = spec.containers.iter().find(|c| c.name == "slatefs")?;
-    let a = args(c);
-    match a.first().map(String::as_str) {
-        Some("serve") => Some("serve".to_string()),
-        Some("csi") => Some(format!("csi-{}", flag(c, "--mode").expect("csi --mode"))),
-        other => panic!("slatefs container runs {other:?}"),
-    }
+/// One slatefs process: a container running the image's binary.
+struct Proc<'a> {
+    what: String,
+    pod: &'a PodSpec,
+    c: &'a Container,
+    /// "csi-controller", "csi-node", "serve-owner" or "serve-reader" (by its catalog role).
+    role: String,
+    config: slatefs::config::Config,
+    config_key: String,
 }
 
-fn pod_by_role<'a>(o: &'a Objects, role: &str) -> (String, &'a PodSpec) {
-    let found: Vec<_> = workloads(o).into_iter().filter(|(_, s)| slatefs_role(s).as_deref() == Some(role)).collect();
-    assert_eq!(found.len(), 1, "exactly one workload must run slatefs {role}: {:?}", found.iter().map(|f| &f.0).collect::<Vec<_>>());
-    found.into_iter().next().unwrap()
+fn procs(o: &Objects) -> Vec<Proc<'_>> {
+    let mut out = Vec::new();
+    for (what, pod) in workloads(o) {
+        for c in pod.containers.iter().filter(|c| c.command.as_deref() == Some(&[BINARY.to_string()][..])) {
+            let a = args(c);
+            let (config_key, config) = config_of(o, pod, c);
+            let role = match a.first().map(String::as_str) {
+                Some("serve") => match config.catalog.role {
+                    slatefs::config::CatalogRole::Owner => "serve-owner".to_string(),
+                    slatefs::config::CatalogRole::Reader => "serve-reader".to_string(),
+                },
+                Some("csi") => format!("csi-{}", flag(c, "--mode").expect("csi --mode")),
+                other => panic!("{what}/{}: slatefs runs {other:?}", c.name),
+            };
+            out.push(Proc { what: what.clone(), pod, c, role, config, config_key });
+        }
+    }
+    out
+}
+
+/// The one slatefs process with `role`.
+fn proc<'a>(o: &'a Objects, role: &str) -> Proc<'a> {
+    let mut found: Vec<_> = procs(o).into_iter().filter(|p| p.role == role).collect();
+    assert_eq!(found.len(), 1, "exactly one slatefs {role} process: {:?}", found.iter().map(|f| &f.what).collect::<Vec<_>>());
+    found.pop().unwrap()
 }
 
 /// Where a path inside a container is on the node: (volume name, host path if a hostPath).
@@ -711,20 +732,23 @@ fn images_are_pinned_to_the_named_versions() {
 
     let slatefs = format!("{SLATEFS_REPOSITORY}:{version}");
     let o = typed("default", &rendered("default").docs);
-    let (_, controller) = pod_by_role(&o, "csi-controller");
-    let (_, node) = pod_by_role(&o, "csi-node");
-    let (_, server) = pod_by_role(&o, "serve");
+    let controller = proc(&o, "csi-controller").pod;
+    let node = proc(&o, "csi-node").pod;
+    let server = proc(&o, "serve-reader").pod;
+    assert!(std::ptr::eq(controller, proc(&o, "serve-owner").pod), "the catalog owner runs in the controller pod");
     let names = |spec: &PodSpec| spec.containers.iter().map(|c| (c.name.clone(), c.image.clone().unwrap())).collect::<BTreeMap<_, _>>();
     let expect = |pairs: &[(&str, &str)]| pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<BTreeMap<_, _>>();
-    assert_eq!(names(controller), expect(&[("slatefs", slatefs.as_str()), ("csi-provisioner", PROVISIONER),
+    assert_eq!(names(controller), expect(&[("catalog", slatefs.as_str()), ("csi-plugin", slatefs.as_str()), ("csi-provisioner", PROVISIONER),
         ("csi-snapshotter", SNAPSHOTTER), ("csi-resizer", RESIZER), ("liveness-probe", LIVENESS)]));
-    assert_eq!(names(node), expect(&[("slatefs", slatefs.as_str()), ("node-driver-registrar", REGISTRAR), ("liveness-probe", LIVENESS)]));
-    assert_eq!(names(server), expect(&[("slatefs", slatefs.as_str())]));
+    assert_eq!(names(node), expect(&[("csi-plugin", slatefs.as_str()), ("node-driver-registrar", REGISTRAR), ("liveness-probe", LIVENESS)]));
+    assert_eq!(names(server), expect(&[("server", slatefs.as_str())]));
 
     let custom = typed("custom", &rendered("custom").docs);
     let (_, sc) = workloads(&custom).into_iter().find(|(w, _)| w.contains("snapshot-controller")).expect("snapshot-controller");
     assert_eq!(image_of(sc, "snapshot-controller"), SNAPSHOT_CONTROLLER);
-    assert_eq!(image_of(pod_by_role(&custom, "serve").1, "slatefs"), format!("{SLATEFS_REPOSITORY}:0.1.0-test"));
+    for p in procs(&custom) {
+        assert_eq!(p.c.image.as_deref(), Some(format!("{SLATEFS_REPOSITORY}:0.1.0-test").as_str()), "{}", p.what);
+    }
 
     // No floating tag anywhere, and every slatefs container runs the image's binary.
     for s in scenarios() {
@@ -735,8 +759,8 @@ fn images_are_pinned_to_the_named_versions() {
                 let tag = image.rsplit_once(':').map(|t| t.1).unwrap_or("");
                 assert!(!tag.is_empty() && !tag.contains('/') && tag != "latest" && tag != "canary",
                     "scenario {}: {what}/{}: unpinned image {image}", s.name, c.name);
-                if c.name == "slatefs" {
-                    assert_eq!(c.command.as_deref(), Some(&[BINARY.to_string()][..]), "{what}: command");
+                if image.starts_with(SLATEFS_REPOSITORY) {
+                    assert_eq!(c.command.as_deref(), Some(&[BINARY.to_string()][..]), "{what}/{}: command", c.name);
                 }
             }
         }
@@ -747,54 +771,67 @@ fn images_are_pinned_to_the_named_versions() {
 fn dataset_server_is_its_own_daemonset_updated_only_on_delete() {
     for s in scenarios() {
         let o = typed(s.name, &rendered(s.name).docs);
+        let server = proc(&o, "serve-reader");
         let server_ds: Vec<_> = o.daemon_sets.iter()
-            .filter(|ds| slatefs_role(ds.spec.as_ref().unwrap().template.spec.as_ref().unwrap()).as_deref() == Some("serve"))
+            .filter(|ds| std::ptr::eq(ds.spec.as_ref().unwrap().template.spec.as_ref().unwrap(), server.pod))
             .collect();
-        assert_eq!(server_ds.len(), 1, "scenario {}: one DaemonSet runs the dataset server", s.name);
+        assert_eq!(server_ds.len(), 1, "scenario {}: the dataset server runs in a DaemonSet", s.name);
         let ds = server_ds[0].spec.as_ref().unwrap();
         assert_eq!(ds.update_strategy.as_ref().and_then(|u| u.type_.as_deref()), Some("OnDelete"),
             "scenario {}: the dataset server must only restart when its pod is deleted", s.name);
-        let pod = ds.template.spec.as_ref().unwrap();
+        let pod = server.pod;
         assert_eq!(pod.containers.len(), 1, "the server pod holds the server alone: {:?}",
             pod.containers.iter().map(|c| &c.name).collect::<Vec<_>>());
         assert_eq!(pod.host_network, Some(true), "NFS on the host's 127.0.0.1 needs the host network");
         assert_eq!(pod.dns_policy.as_deref(), Some("ClusterFirstWithHostNet"));
 
-        // The node plugin is another DaemonSet, rolled normally, that never runs `serve`.
-        let (node_what, node) = pod_by_role(&o, "csi-node");
-        assert!(node_what.starts_with("DaemonSet "), "{node_what}");
-        let node_ds = o.daemon_sets.iter().find(|d| format!("DaemonSet {}", d.metadata.name.as_deref().unwrap()) == node_what).unwrap();
+        // The node plugin is another DaemonSet, rolled normally, that runs no server.
+        let node = proc(&o, "csi-node");
+        let node_ds = o.daemon_sets.iter()
+            .find(|d| std::ptr::eq(d.spec.as_ref().unwrap().template.spec.as_ref().unwrap(), node.pod))
+            .expect("the node plugin is a DaemonSet");
         assert_ne!(node_ds.metadata.name, server_ds[0].metadata.name);
         assert_eq!(node_ds.spec.as_ref().unwrap().update_strategy.as_ref().and_then(|u| u.type_.as_deref()), Some("RollingUpdate"));
-        assert_eq!(node.host_network, Some(true));
+        assert_eq!(node.pod.host_network, Some(true));
+        assert!(procs(&o).iter().filter(|p| std::ptr::eq(p.pod, node.pod)).all(|p| p.role == "csi-node"));
         // Both run on the same nodes.
-        assert_eq!(node.node_selector, pod.node_selector, "scenario {}: node plugin and server must cover the same nodes", s.name);
-        assert_eq!(node.tolerations, pod.tolerations, "scenario {}: node plugin and server must cover the same nodes", s.name);
+        assert_eq!(node.pod.node_selector, pod.node_selector, "scenario {}: node plugin and server must cover the same nodes", s.name);
+        assert_eq!(node.pod.tolerations, pod.tolerations, "scenario {}: node plugin and server must cover the same nodes", s.name);
 
         // NFS on 127.0.0.1 only, readiness on that port, admin socket shared with the node plugin.
-        let server_c = container(pod, "slatefs");
-        let (key, config) = config_of(&o, pod, server_c);
-        assert_eq!(key, "node.toml");
-        let (host, port) = config.nfs.listen.rsplit_once(':').unwrap();
+        assert_eq!(server.config_key, "node.toml");
+        let (host, port) = server.config.nfs.listen.rsplit_once(':').unwrap();
         assert_eq!(host, "127.0.0.1", "scenario {}: the NFS server must listen on loopback only", s.name);
-        let tcp = server_c.readiness_probe.as_ref().and_then(|p| p.tcp_socket.as_ref()).expect("a TCP readiness probe");
+        let tcp = server.c.readiness_probe.as_ref().and_then(|p| p.tcp_socket.as_ref()).expect("a TCP readiness probe");
         assert_eq!(tcp.host.as_deref(), Some("127.0.0.1"));
         assert_eq!(serde_json::to_value(&tcp.port).unwrap().to_string(), port, "readiness probes the NFS port");
-        let admin = config.admin.listen.clone().expect("an admin listener");
+        let admin = server.config.admin.listen.clone().expect("an admin listener");
         let admin_dir = Path::new(unix_path(&admin)).parent().unwrap().to_str().unwrap().to_string();
-        let (_, server_host) = resolve(pod, server_c, &admin_dir);
-        let node_c = container(node, "slatefs");
-        let (_, node_host) = resolve(node, node_c, &admin_dir);
+        let (_, server_host) = resolve(pod, server.c, &admin_dir);
+        let (_, node_host) = resolve(node.pod, node.c, &admin_dir);
         assert!(server_host.is_some() && server_host == node_host,
             "scenario {}: the admin socket dir must be one hostPath in both pods ({server_host:?} vs {node_host:?})", s.name);
-        let (_, node_config) = config_of(&o, node, node_c);
-        assert_eq!(node_config.admin.listen, config.admin.listen, "node plugin and server agree on the admin socket");
-        assert_eq!(node_config.nfs.listen, config.nfs.listen, "node plugin and server agree on the NFS port");
+        assert_eq!(node.config.admin.listen, server.config.admin.listen, "node plugin and server agree on the admin socket");
+        assert_eq!(node.config.nfs.listen, server.config.nfs.listen, "node plugin and server agree on the NFS port");
 
-        // No other workload runs the server.
-        let servers = workloads(&o).into_iter().filter(|(_, spec)| spec.containers.iter()
-            .any(|c| args(c).first().map(String::as_str) == Some("serve"))).count();
-        assert_eq!(servers, 1);
+        // The catalog owner: in the controller pod, alone (one replica, never two at once), with
+        // the CSI controller talking to it through a socket private to the pod.
+        let owner = proc(&o, "serve-owner");
+        let controller = proc(&o, "csi-controller");
+        assert!(std::ptr::eq(owner.pod, controller.pod), "the catalog owner and the CSI controller share a pod");
+        let deployment = o.deployments.iter()
+            .find(|d| std::ptr::eq(d.spec.as_ref().unwrap().template.spec.as_ref().unwrap(), owner.pod))
+            .expect("the controller is a Deployment");
+        let dspec = deployment.spec.as_ref().unwrap();
+        assert_eq!(dspec.replicas, Some(1), "one catalog owner");
+        assert_eq!(dspec.strategy.as_ref().and_then(|st| st.type_.as_deref()), Some("Recreate"), "owners must not overlap");
+        assert_eq!(controller.config.admin.listen, owner.config.admin.listen, "the CSI controller calls the catalog owner");
+        let owner_admin = owner.config.admin.listen.clone().unwrap();
+        let owner_dir = Path::new(unix_path(&owner_admin)).parent().unwrap().to_str().unwrap().to_string();
+        let (vol_a, host_a) = resolve(owner.pod, owner.c, &owner_dir);
+        let (vol_b, host_b) = resolve(controller.pod, controller.c, &owner_dir);
+        assert_eq!((vol_a, host_a.clone()), (vol_b, host_b), "one admin socket volume in the controller pod");
+        assert_eq!(host_a, None, "the owner's socket must not land in a node's runDir, where a dataset server's is");
     }
     let notes = &rendered("default").notes;
     for needle in ["OnDelete", "delete pod", "one node at a time", "hard", "same file handles"] {
@@ -809,8 +846,8 @@ fn socket_paths_match_between_registrar_kubelet_and_driver() {
         ("custom", "/var/snap/microk8s/common/var/lib/kubelet", "fs.example.com"),
     ] {
         let o = typed(scenario, &rendered(scenario).docs);
-        let (_, node) = pod_by_role(&o, "csi-node");
-        let driver_c = container(node, "slatefs");
+        let node_proc = proc(&o, "csi-node");
+        let (node, driver_c) = (node_proc.pod, node_proc.c);
         let endpoint = flag(driver_c, "--endpoint").unwrap();
         let (driver_vol, driver_host) = resolve(node, driver_c, unix_path(&endpoint));
         let socket = format!("{kubelet_dir}/plugins/{driver}/csi.sock");
@@ -850,8 +887,8 @@ fn socket_paths_match_between_registrar_kubelet_and_driver() {
         }
 
         // Controller: the sidecars talk to the driver's socket, in one emptyDir.
-        let (_, controller) = pod_by_role(&o, "csi-controller");
-        let ctrl = container(controller, "slatefs");
+        let ctrl_proc = proc(&o, "csi-controller");
+        let (controller, ctrl) = (ctrl_proc.pod, ctrl_proc.c);
         let ctrl_endpoint = unix_path(&flag(ctrl, "--endpoint").unwrap()).to_string();
         let (ctrl_vol, ctrl_host) = resolve(controller, ctrl, &ctrl_endpoint);
         assert_eq!(ctrl_host, None, "the controller socket lives in the pod");
@@ -867,7 +904,7 @@ fn socket_paths_match_between_registrar_kubelet_and_driver() {
                                    (node, if scenario == "custom" { 39808 } else { 29808 })] {
             let lp = container(spec, "liveness-probe");
             assert_eq!(flag(lp, "--http-endpoint"), Some(format!(":{port_value}")));
-            let driver = container(spec, "slatefs");
+            let driver = container(spec, "csi-plugin");
             let port = driver.ports.iter().flatten().find(|p| p.name.as_deref() == Some("healthz")).expect("healthz port");
             assert_eq!(port.container_port, port_value);
             let probe = driver.liveness_probe.as_ref().and_then(|p| p.http_get.as_ref()).expect("an HTTP liveness probe");
@@ -946,7 +983,7 @@ fn rbac_grants_exactly_the_verbs_the_sidecars_use() {
     for s in scenarios() {
         let r = rendered(s.name);
         let o = typed(s.name, &r.docs);
-        let (_, controller) = pod_by_role(&o, "csi-controller");
+        let controller = proc(&o, "csi-controller").pod;
         let sa = controller.service_account_name.clone().unwrap();
         let mut want = expected("*", &[PROVISIONER_RULES, SNAPSHOTTER_RULES, RESIZER_RULES]);
         want.extend(expected(r.namespace, &[LEASE_RULES]));
@@ -972,8 +1009,9 @@ fn rbac_grants_exactly_the_verbs_the_sidecars_use() {
         assert!(flag(container(controller, "csi-provisioner"), "--enable-capacity").is_none());
 
         // The node plugin and the dataset server get no API access at all.
-        for role in ["csi-node", "serve"] {
-            let (what, spec) = pod_by_role(&o, role);
+        for role in ["csi-node", "serve-reader"] {
+            let p = proc(&o, role);
+            let (what, spec) = (p.what, p.pod);
             let sa = spec.service_account_name.clone().unwrap();
             assert!(grants(&o, r.namespace, &sa).is_empty(), "{what} must not be granted anything");
             assert_eq!(spec.automount_service_account_token, Some(false), "{what} needs no API token");
@@ -1024,8 +1062,7 @@ fn driver_name_is_the_same_everywhere() {
             }
         }
         for role in ["csi-controller", "csi-node"] {
-            let (_, spec) = pod_by_role(&o, role);
-            assert_eq!(flag(container(spec, "slatefs"), "--driver-name").as_deref(), Some(driver), "{scenario} {role}");
+            assert_eq!(flag(proc(&o, role).c, "--driver-name").as_deref(), Some(driver), "{scenario} {role}");
         }
         if driver != DEFAULT_DRIVER {
             for doc in &r.docs {
@@ -1051,8 +1088,8 @@ fn classes_carry_their_parameters_and_secret_references() {
     assert_eq!(sc.mount_options.as_deref(), Some(&["actimeo=1".to_string()][..]));
     assert_eq!(sc.metadata.annotations.as_ref().unwrap()["storageclass.kubernetes.io/is-default-class"], "true");
     let p = sc.parameters.clone().unwrap();
-    assert_eq!(p["example.com/tier"], "gold");
-    assert_eq!(p["replicas"], "3");
+    assert_eq!(p["storeUrl"], "file:///var/lib/slatefs");
+    assert_eq!(p["durability"], "sync");
     for op in ["provisioner", "controller-expand", "node-publish"] {
         assert_eq!(p[&format!("csi.storage.k8s.io/{op}-secret-name")], "sc-creds");
         assert_eq!(p[&format!("csi.storage.k8s.io/{op}-secret-namespace")], r.namespace);
@@ -1060,6 +1097,27 @@ fn classes_carry_their_parameters_and_secret_references() {
     let (_, vsc) = o.snapshot_objects.iter().find(|(k, _)| k == "VolumeSnapshotClass").unwrap();
     assert_eq!(vsc["parameters"]["csi.storage.k8s.io/snapshotter-secret-name"].as_str(), Some("sc-creds"));
     assert_eq!(vsc["parameters"]["csi.storage.k8s.io/snapshotter-secret-namespace"].as_str(), Some(r.namespace));
+
+    // The driver itself accepts the classes' parameters (it refuses unknown keys).
+    for scenario in ["default", "secrets", "custom"] {
+        let o = typed(scenario, &rendered(scenario).docs);
+        let ctrl = proc(&o, "csi-controller");
+        let served = slatefs::csi::params::Served {
+            store_url: ctrl.config.storage.url.clone(),
+            durability: ctrl.config.durability.mode,
+        };
+        for sc in &o.storage_classes {
+            let params: std::collections::HashMap<_, _> = sc.parameters.clone().unwrap_or_default().into_iter().collect();
+            slatefs::csi::params::validate_volume_params(&params, &served)
+                .unwrap_or_else(|e| panic!("{scenario}: the driver refuses StorageClass parameters {params:?}: {}", e.message()));
+        }
+        for (_, vsc) in o.snapshot_objects.iter().filter(|(k, _)| k == "VolumeSnapshotClass") {
+            let params: std::collections::HashMap<String, String> =
+                serde_yaml::from_value(vsc.get("parameters").cloned().unwrap_or(Value::Mapping(Default::default()))).unwrap();
+            slatefs::csi::params::validate_snapshot_params(&params)
+                .unwrap_or_else(|e| panic!("{scenario}: the driver refuses VolumeSnapshotClass parameters {params:?}: {}", e.message()));
+        }
+    }
 
     let default = typed("default", &rendered("default").docs);
     assert!(default.storage_classes[0].parameters.is_none(), "no parameters by default");
@@ -1070,22 +1128,26 @@ fn classes_carry_their_parameters_and_secret_references() {
 
 #[test]
 fn config_files_are_valid_slatefs_configs_with_the_right_roles() {
+    use slatefs::config::{CatalogRole, DurabilityMode};
     for s in scenarios() {
         let o = typed(s.name, &rendered(s.name).docs);
-        let mut roles = BTreeMap::new();
-        for role in ["csi-controller", "csi-node", "serve"] {
-            let (_, spec) = pod_by_role(&o, role);
-            let (_, config) = config_of(&o, spec, container(spec, "slatefs"));
-            roles.insert(role, config);
+        let all = procs(&o);
+        let roles: BTreeSet<_> = all.iter().map(|p| p.role.as_str()).collect();
+        assert_eq!(roles, BTreeSet::from(["csi-controller", "csi-node", "serve-owner", "serve-reader"]), "scenario {}", s.name);
+        let by_role = |role: &str| all.iter().find(|p| p.role == role).unwrap();
+        // One owner of the catalog, in the controller pod, and the CSI controller beside it reads
+        // the same file; the nodes' processes read the reader's.
+        assert_eq!(by_role("serve-owner").config_key, "controller.toml");
+        assert_eq!(by_role("csi-controller").config_key, "controller.toml");
+        assert_eq!(by_role("serve-reader").config_key, "node.toml");
+        assert_eq!(by_role("csi-node").config_key, "node.toml");
+        assert_eq!(by_role("serve-owner").config.catalog.role, CatalogRole::Owner);
+        assert_eq!(by_role("serve-reader").config.catalog.role, CatalogRole::Reader);
+        let server = &by_role("serve-reader").config;
+        for p in &all {
+            assert_eq!(p.config.storage.url, server.storage.url, "one store for all");
+            assert_eq!(p.config.durability.mode, server.durability.mode, "one durability for all");
         }
-        use slatefs::config::{CatalogRole, DurabilityMode};
-        assert_eq!(roles["csi-controller"].catalog.role, CatalogRole::Owner, "the controller owns the catalog");
-        assert_eq!(roles["serve"].catalog.role, CatalogRole::Reader);
-        assert_eq!(roles["csi-node"].catalog.role, CatalogRole::Reader);
-        for c in roles.values() {
-            assert_eq!(c.storage.url, roles["serve"].storage.url, "one store for all");
-        }
-        let server = &roles["serve"];
         match s.name {
             "custom" => {
                 assert_eq!(server.storage.url, "s3://bucket/datasets");
@@ -1104,28 +1166,32 @@ fn config_files_are_valid_slatefs_configs_with_the_right_roles() {
                 assert_eq!((server.durability.mode, server.durability.flush_interval_ms), (DurabilityMode::Sync, 100));
             }
         }
-        // Where the store is a local directory, it is the same hostPath in the controller and
-        // the servers; object storage needs none, but the credentials of the named Secret.
-        for role in ["csi-controller", "serve"] {
-            let (what, spec) = pod_by_role(&o, role);
-            let c = container(spec, "slatefs");
-            let store_mount = c.volume_mounts.iter().flatten().find(|m| m.mount_path == "/var/lib/slatefs");
-            let creds = env_names(c).iter().filter(|n| n.starts_with("AWS_")).cloned().collect::<Vec<_>>();
+        // The servers open the store: a local directory is the same hostPath for both (and the
+        // CSI controller reads its free space); object storage needs none, but the credentials
+        // of the named Secret, which only the servers get.
+        for p in &all {
+            let store_mount = p.c.volume_mounts.iter().flatten().find(|m| m.mount_path == "/var/lib/slatefs");
+            let creds = env_names(p.c).iter().filter(|n| n.starts_with("AWS_")).cloned().collect::<Vec<_>>();
+            let opens_store = p.role.starts_with("serve");
             if s.name == "custom" {
-                assert!(store_mount.is_none(), "{what}: no local store for s3://");
-                assert_eq!(creds, ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"], "{what}");
-                for e in c.env.iter().flatten().filter(|e| e.name.starts_with("AWS_")) {
+                assert!(store_mount.is_none(), "{}/{}: no local store for s3://", p.what, p.c.name);
+            } else if opens_store || p.role == "csi-controller" {
+                assert!(store_mount.is_some(), "{}/{}: the file store must be mounted", p.what, p.c.name);
+                assert_eq!(resolve(p.pod, p.c, "/var/lib/slatefs").1.as_deref(), Some("/var/lib/slatefs"));
+                assert_eq!(store_mount.unwrap().read_only == Some(true), !opens_store, "only servers write the store");
+            } else {
+                assert!(store_mount.is_none(), "{}/{}", p.what, p.c.name);
+            }
+            if s.name == "custom" && opens_store {
+                assert_eq!(creds, ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"], "{}/{}", p.what, p.c.name);
+                for e in p.c.env.iter().flatten().filter(|e| e.name.starts_with("AWS_")) {
                     let r = e.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).expect("from a Secret");
                     assert_eq!(r.name, "s3-creds");
                 }
             } else {
-                assert!(store_mount.is_some(), "{what}: the file store must be mounted");
-                assert_eq!(resolve(spec, c, "/var/lib/slatefs").1.as_deref(), Some("/var/lib/slatefs"));
-                assert!(creds.is_empty(), "{what}");
+                assert!(creds.is_empty(), "{}/{} gets no store credentials", p.what, p.c.name);
             }
         }
-        let (_, node) = pod_by_role(&o, "csi-node");
-        assert!(!env_names(container(node, "slatefs")).iter().any(|n| n.starts_with("AWS_")), "the node plugin gets no store credentials");
     }
 }
 
