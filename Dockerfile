@@ -30,8 +30,10 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 
 FROM docker.io/library/debian:bookworm-slim AS runtime
 ARG SLATEFS_VERSION
+# nfs-common: mount.nfs; mount: mount(8)/umount(8), which the node plugin runs;
+# ca-certificates: TLS to object storage.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends nfs-common ca-certificates \
+    && apt-get install -y --no-install-recommends nfs-common mount ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/slatefs /usr/local/bin/slatefs
 LABEL org.opencontainers.image.title="slatefs" \

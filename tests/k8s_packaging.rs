@@ -1567,9 +1567,10 @@ fn dockerfile_builds_what_ci_builds_into_a_small_image_that_can_mount_nfs() {
     assert_eq!(copy_parts, ["COPY", &format!("--from={}", build.name), to, BINARY], "{copy}");
     assert!(runtime.lines.iter().any(|l| l.starts_with("ENTRYPOINT") && l.contains(&format!("\"{BINARY}\""))));
 
-    // The runtime has mount.nfs (nfs-common) and the CA roots for object storage over TLS.
+    // The runtime has mount(8) and mount.nfs (nfs-common), which the node plugin runs, and the
+    // CA roots for object storage over TLS.
     let apt = runtime.lines.iter().find(|l| l.contains("apt-get install")).expect("apt-get install");
-    for pkg in ["nfs-common", "ca-certificates"] {
+    for pkg in ["nfs-common", "mount", "ca-certificates"] {
         assert!(apt.split_whitespace().any(|w| w == pkg), "runtime lacks {pkg}: {apt}");
     }
     assert!(apt.contains("--no-install-recommends") && apt.contains("rm -rf /var/lib/apt/lists"), "keep the image small: {apt}");
