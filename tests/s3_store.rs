@@ -317,3 +317,171 @@ async fn probe_refuses_a_server_without_conditional_writes() {
     assert!(msg.contains("If-None-Match: *"), "{msg}");
     assert!(msg.contains("fencing"), "{msg}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Faults.
+
+use slatefs::store::faults::{FaultPlan, OutageMode};
+
+struct LoopReport {
+    acked: Vec<u32>,
+    errors: Vec<(u32, String)>,
+    max_latency: Duration,
+    elapsed: Duration,
+}
+
+/// Writes `n` keys one at a time (put + await_durable), with an outage of `outage` starting
+/// after `start`. Returns what was acknowledged.
+async fn write_loop_with_outage(
+    store: &Store,
+    db: &slatedb::Db,
+    n: u32,
+    start: Duration,
+    outage: Duration,
+) -> LoopReport {
+    let control = store.faults().expect("faults").clone();
+    let switch = tokio::spawn(async move {
+        tokio::time::sleep(start).await;
+        control.set_outage(true);
+        tokio::time::sleep(outage).await;
+        control.set_outage(false);
+    });
+    let t0 = Instant::now();
+    let mut rep =
+        LoopReport { acked: vec![], errors: vec![], max_latency: Duration::ZERO, elapsed: t0.elapsed() };
+    for i in 0..n {
+        let t = Instant::now();
+        let r = match db.put(key(i), value(i)).await {
+            Ok(h) => h.await_durable().await,
+            Err(e) => Err(e),
+        };
+        rep.max_latency = rep.max_latency.max(t.elapsed());
+        match r {
+            Ok(()) => rep.acked.push(i),
+            Err(e) => rep.errors.push((i, format!("{:?}: {e}", e.kind()))),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    rep.elapsed = t0.elapsed();
+    switch.await.unwrap();
+    rep
+}
+
+async fn assert_present_after_reopen(cfg: &slatefs::config::StorageConfig, id: u64, acked: &[u32]) {
+    let store = Store::open(cfg).unwrap();
+    let db = store.open_db(&store.dataset_path(id), settings()).await.unwrap();
+    for &i in acked {
+        assert_eq!(
+            db.get(key(i)).await.unwrap().as_deref(),
+            Some(value(i).as_slice()),
+            "acknowledged write {i} lost"
+        );
+    }
+    db.close().await.unwrap();
+}
+
+/// A store outage in the middle of a write loop, SlateDB's retries left unbounded (its
+/// default, and what slatefs uses): writes made during the outage wait, nothing fails, the loop
+/// finishes once the store is back, the database never closes, and every acknowledged write is
+/// there after reopening. Both outage shapes: requests refused at once (503s / connection
+/// refused) and requests that hang (until the store is back, or 2 s, then time out).
+async fn outage_in_write_loop(mode: OutageMode) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = s3::start_s3(&dir.path().join("s3")).await;
+    let cfg = server.storage_config("o", dir.path());
+    let store = Store::open_checked(&cfg).await.unwrap().with_faults(FaultPlan {
+        outage_mode: mode,
+        hang: Duration::from_secs(2),
+        ..Default::default()
+    });
+    let db = store.open_db(&store.dataset_path(1), settings()).await.unwrap();
+    let outage = Duration::from_secs(5);
+    let rep = write_loop_with_outage(&store, &db, 300, Duration::from_secs(1), outage).await;
+    let injected = store.faults().unwrap().injected();
+    assert!(rep.errors.is_empty(), "writes failed: {:?}", &rep.errors[..rep.errors.len().min(3)]);
+    assert_eq!(rep.acked.len(), 300);
+    assert!(injected.outage_failures > 0, "the outage hit no request: {injected:?}");
+    // A write made during the outage waited for it to end.
+    assert!(rep.max_latency >= outage - Duration::from_secs(2), "max latency {:?}", rep.max_latency);
+    assert_eq!(db.subscribe().borrow().close_reason, None);
+    db.put(b"after", b"1").await.unwrap().await_durable().await.unwrap();
+    db.close().await.unwrap();
+    assert_present_after_reopen(&cfg, 1, &rep.acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outage_of_refused_requests_loses_nothing_acknowledged() {
+    outage_in_write_loop(OutageMode::Error).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn outage_of_hanging_requests_loses_nothing_acknowledged() {
+    outage_in_write_loop(OutageMode::Hang).await;
+}
+
+/// What SlateDB does when its retries are bounded (`object_store_max_retries`) and the store
+/// stays down longer than they last: the write fails with `Unavailable`, and the database
+/// closes itself for good (close reason `Panic`): writes keep failing after the store is
+/// back, until it is reopened. Nothing acknowledged is lost. This is why slatefs leaves the
+/// retries unbounded and decides in the NFS layer how long a client waits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bounded_retries_close_the_database_on_a_long_outage() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = s3::start_s3(&dir.path().join("s3")).await;
+    let cfg = server.storage_config("o", dir.path());
+    let store = Store::open_checked(&cfg).await.unwrap().with_faults(FaultPlan::default());
+    let mut s = settings();
+    s.object_store_max_retries = Some(3);
+    let db = store.open_db(&store.dataset_path(1), s).await.unwrap();
+    let rep = write_loop_with_outage(&store, &db, 200, Duration::from_millis(500), Duration::from_secs(4)).await;
+    assert!(!rep.acked.is_empty() && !rep.errors.is_empty());
+    assert!(rep.errors[0].1.starts_with("Unavailable"), "{:?}", rep.errors[0]);
+    // Every write after the first failure failed, even once the store was back.
+    let first_err = rep.errors[0].0;
+    assert!(rep.acked.iter().all(|&i| i < first_err));
+    assert_eq!(rep.errors.len() as u32, 200 - first_err);
+    assert!(store.faults().unwrap().is_down() == false);
+    assert!(db.put(b"after", b"1").await.is_err());
+    assert_eq!(db.subscribe().borrow().close_reason, Some(CloseReason::Panic));
+    let _ = db.close().await;
+    assert_present_after_reopen(&cfg, 1, &rep.acked).await;
+}
+
+/// Transient faults on every kind of request — 503s, resets before and after the request is
+/// applied (lost replies), latency — under a write/flush/read workload: retried, nothing
+/// acknowledged lost, nothing fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn transient_faults_are_retried() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = s3::start_s3(&dir.path().join("s3")).await;
+    let cfg = server.storage_config("t", dir.path());
+    let plan = slatefs::store::faults::parse_spec(
+        "error=10%,reset=5%,lost-reply=5%,timeout=2%,hang=300ms,latency=1ms,jitter=3ms,seed=11",
+    )
+    .unwrap();
+    let store = Store::open_checked(&cfg).await.unwrap().with_faults(plan);
+    let path = store.dataset_path(3);
+    let mut acked = Vec::new();
+    {
+        let mut s = settings();
+        s.l0_sst_size_bytes = 16 * 1024; // small SSTs: memtable flushes and compactions happen
+        let db = store.open_db(&path, s).await.unwrap();
+        for i in 0..400 {
+            db.put(key(i), value(i)).await.unwrap().await_durable().await.unwrap();
+            acked.push(i);
+            if i % 100 == 99 {
+                db.flush().await.unwrap();
+                for j in (0..i).step_by(13) {
+                    assert_eq!(db.get(key(j)).await.unwrap().as_deref(), Some(value(j).as_slice()));
+                }
+            }
+        }
+        db.close().await.unwrap();
+    }
+    let injected = store.faults().unwrap().injected();
+    assert!(
+        injected.errors > 0 && injected.resets > 0 && injected.lost_replies > 0 && injected.timeouts > 0,
+        "{injected:?}"
+    );
+    assert_present_after_reopen(&cfg, 3, &acked).await;
+}
