@@ -87,7 +87,7 @@ server_kill() { # SIGNAL
     if alive "$SERVER_PID"; then
         kill -9 "$SERVER_PID" 2>/dev/null || true
     fi
-    wait "$SERVER_PID" 2>/dev/null || true
+    { wait "$SERVER_PID"; } 2>/dev/null || true
     echo "server (pid $SERVER_PID) stopped with SIG$1"
     SERVER_PID=
 }
