@@ -485,3 +485,21 @@ async fn transient_faults_are_retried() {
     );
     assert_present_after_reopen(&cfg, 3, &acked).await;
 }
+
+/// The store-choosing helper other suites use (`SLATEFS_TEST_STORE=s3`): both kinds give a
+/// working store that passes the start-up checks and keeps data across reopening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_store_gives_either_kind() {
+    for kind in [s3::StoreKind::Local, s3::StoreKind::S3] {
+        let ts = s3::test_store_of(kind).await;
+        assert_eq!(ts.s3.is_some(), kind == s3::StoreKind::S3);
+        let store = Store::open_checked(&ts.config).await.unwrap();
+        let db = store.open_db(&store.dataset_path(9), settings()).await.unwrap();
+        db.put(b"k", b"v").await.unwrap().await_durable().await.unwrap();
+        db.close().await.unwrap();
+        let db = ts.open().open_db(&store.dataset_path(9), settings()).await.unwrap();
+        assert_eq!(db.get(b"k").await.unwrap().as_deref(), Some(&b"v"[..]), "{kind:?}");
+        db.close().await.unwrap();
+        assert!(store.request_stats().put > 0);
+    }
+}
