@@ -312,7 +312,10 @@ EOF
     fi
     rc=1
     if [ -z "$reason" ]; then
-        timeout -k 10 $((VM_TIMEOUT + 120)) unshare --net --mount --fork -- \
+        # Own network (only lo), mount and PID namespaces: the guest reaches nothing but this
+        # server, and when the inner shell dies everything it started dies with it.
+        timeout -k 10 $((VM_TIMEOUT + 120)) \
+            unshare --net --mount --pid --fork --kill-child --mount-proc -- \
             env SLATEFS="$SLATEFS" HOSTDIR="$HOSTDIR" VMLINUX="$VMLINUX" INITRAMFS="$INITRAMFS" \
             VM_TIMEOUT="$VM_TIMEOUT" VM_NFS_PORT="$VM_NFS_PORT" VM_ADMIN_PORT="$VM_ADMIN_PORT" \
             ADMIN_TCP="$ADMIN_TCP" VM_SERVE_ARGS="${VM_SERVE_ARGS:-}" \

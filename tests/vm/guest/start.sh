@@ -4,6 +4,7 @@
 export WORKLOAD NFS_PORT ADMIN_PORT GUEST_TIMEOUT
 export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 cd /tmp
+T0=$(cut -d' ' -f1 /proc/uptime)
 echo "guest: running $WORKLOAD (timeout ${GUEST_TIMEOUT}s)" > /dev/console
 timeout -s KILL "$GUEST_TIMEOUT" sh -c '
     set -u
@@ -16,8 +17,9 @@ rc=$?
 if [ "$rc" != 0 ]; then
     {
         [ "$rc" = 137 ] && echo "guest: workload killed after ${GUEST_TIMEOUT}s"
-        echo "guest: exit status $rc; kernel messages:"
-        dmesg | tail -n 40
+        echo "guest: exit status $rc; kernel messages since the workload started:"
+        dmesg | awk -v t0="$T0" '{ ts = substr($0, 2, index($0, "]") - 2) + 0; if (ts >= t0) print }' |
+            tail -n 60
         echo "guest: mounts:"
         grep -E ' (nfs|nfs4) ' /proc/mounts
     } >> /share/job/log 2>&1

@@ -44,8 +44,8 @@ listing "$D/data" > /tmp/v1.listing
 echo "  version 1: $(wc -l < /tmp/v1.listing) lines"
 
 step "snapshot s1 from the host while mounted"
-on_host dataset snapshot snapds s1
-on_host dataset list
+on_host dataset snapshot snapds s1 --readonly
+on_host dataset list-snapshots snapds
 
 step "change files: overwrite, append, truncate, delete, rename, chmod, new files"
 run dd if=/dev/urandom of="$D/data/sub/file0" bs=1k count=1 conv=notrunc
@@ -86,7 +86,7 @@ step "the live dataset holds version 2"
 expect_same "$D/data" /tmp/v2.listing "live dataset"
 
 step "second snapshot s2 holds version 2, s1 still version 1"
-on_host dataset snapshot snapds s2
+on_host dataset snapshot snapds s2 --readonly
 run sh -c "echo 'version 3' > '$D/data/version'"
 ls "$D/.snapshots" | grep -qx s2 || fail ".snapshots does not list s2"
 expect_same "$D/.snapshots/s2/data" /tmp/v2.listing ".snapshots/s2"

@@ -116,7 +116,7 @@ csi_status node-stats --volume-id csivol --volume-path /nonexistent
 expect_eq "$rc" 5 "status of stats for a path where nothing is published (NOT_FOUND)"
 
 step "a read-only snapshot volume"
-on_host dataset snapshot csivol snap1
+on_host dataset snapshot csivol snap1 --readonly
 run sh -c "echo changed > '$T/hello'"
 mkdir -p "$(dirname "$T2")"
 csi node-publish --volume-id csivol@snap1 --target-path "$T2" --readonly --access-mode single-node-reader-only
