@@ -3,6 +3,7 @@
 . /share/job/env
 export WORKLOAD NFS_PORT ADMIN_PORT GUEST_TIMEOUT
 export PATH=/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export NO_COLOR=1
 cd /tmp
 T0=$(cut -d' ' -f1 /proc/uptime)
 echo "guest: running $WORKLOAD (timeout ${GUEST_TIMEOUT}s)" > /dev/console

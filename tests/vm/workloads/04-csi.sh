@@ -73,6 +73,12 @@ mount_line() { # DIR
 step "create the volume's dataset on the host (64 MiB quota) and start the node plugin"
 on_host dataset create csivol --quota 64Mi
 csi_start
+w=0
+until slatefs csi call --endpoint "$EP" probe 2>&1 | grep -q '"ready": true'; do
+    w=$((w + 1))
+    [ $w -le 100 ] || { csi probe; fail "the plugin does not report ready (admin API reachable?)"; }
+    sleep 0.2
+done
 csi probe
 csi node-info
 grep -q '"node_id": "vm-node"' /tmp/csi.out || fail "node-info does not report node id vm-node"
