@@ -80,7 +80,7 @@ expect_same "$D/.snapshots/s1/data" /tmp/v1.listing ".snapshots/s1"
 expect_fail sh -c "echo x > '$D/.snapshots/s1/data/version'"
 expect_fail touch "$D/.snapshots/s1/data/new-file"
 expect_fail rm "$D/.snapshots/s1/data/sub/file1"
-expect_fail mkdir "$D/.snapshots/s2"
+expect_fail mkdir "$D/.snapshots/not-a-snapshot"
 
 step "the live dataset holds version 2"
 expect_same "$D/data" /tmp/v2.listing "live dataset"
@@ -88,7 +88,9 @@ expect_same "$D/data" /tmp/v2.listing "live dataset"
 step "second snapshot s2 holds version 2, s1 still version 1"
 on_host dataset snapshot snapds s2 --readonly
 run sh -c "echo 'version 3' > '$D/data/version'"
-ls "$D/.snapshots" | grep -qx s2 || fail ".snapshots does not list s2"
+# .snapshots was listed before s2 existed: the listing must not be stale (the server changes the
+# directory's attributes when a snapshot is added)
+ls "$D/.snapshots" | grep -qx s2 || fail ".snapshots does not list s2: $(ls "$D/.snapshots")"
 expect_same "$D/.snapshots/s2/data" /tmp/v2.listing ".snapshots/s2"
 expect_same "$D/.snapshots/s1/data" /tmp/v1.listing ".snapshots/s1 after s2"
 expect_eq "$(cat "$D/data/version")" "version 3" "live version file"
