@@ -464,12 +464,12 @@ async fn transient_faults_are_retried() {
     let mut acked = Vec::new();
     {
         let mut s = settings();
-        s.l0_sst_size_bytes = 16 * 1024; // small SSTs: memtable flushes and compactions happen
+        s.l0_sst_size_bytes = 4 * 1024; // small SSTs: memtable flushes and compactions happen
         let db = store.open_db(&path, s).await.unwrap();
-        for i in 0..400 {
+        for i in 0..150 {
             db.put(key(i), value(i)).await.unwrap().await_durable().await.unwrap();
             acked.push(i);
-            if i % 100 == 99 {
+            if i % 50 == 49 {
                 db.flush().await.unwrap();
                 for j in (0..i).step_by(13) {
                     assert_eq!(db.get(key(j)).await.unwrap().as_deref(), Some(value(j).as_slice()));
