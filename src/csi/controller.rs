@@ -7,7 +7,6 @@
 //! for volume") rather than raced; nothing else is kept in memory.
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tonic::{Code, Request, Response, Status};
@@ -17,12 +16,13 @@ use super::proto::controller_server::Controller;
 use super::proto::volume_content_source::{SnapshotSource, Type as SourceType, VolumeSource};
 use super::proto::*;
 use super::{caps, ids, params};
+use crate::store::Store;
 
 pub struct ControllerService {
     backend: Arc<dyn Backend>,
     served: params::Served,
-    /// The store's local directory (file:// stores), for GetCapacity.
-    store_dir: Option<PathBuf>,
+    /// A local (file://) store, for GetCapacity.
+    store: Option<Store>,
     inflight: Mutex<HashSet<String>>,
 }
 
@@ -121,19 +121,9 @@ fn condition_of(ds: &Dataset) -> VolumeCondition {
     }
 }
 
-/// Free bytes of the filesystem holding a local store.
-fn local_free_bytes(dir: &std::path::Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out-pointer.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    (rc == 0).then(|| (st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
-}
-
 impl ControllerService {
-    pub fn new(backend: Arc<dyn Backend>, served: params::Served, store_dir: Option<PathBuf>) -> Self {
-        ControllerService { backend, served, store_dir, inflight: Mutex::new(HashSet::new()) }
+    pub fn new(backend: Arc<dyn Backend>, served: params::Served, store: Option<Store>) -> Self {
+        ControllerService { backend, served, store, inflight: Mutex::new(HashSet::new()) }
     }
 
     fn begin(&self, key: String) -> Result<Inflight<'_>, Status> {
@@ -460,9 +450,10 @@ impl Controller for ControllerService {
         }
         // Object storage has no meaningful free space; a local store has its disk's.
         let available = self
-            .store_dir
-            .as_deref()
-            .and_then(local_free_bytes)
+            .store
+            .as_ref()
+            .and_then(|s| s.capacity())
+            .map(|(_total, free)| free)
             .unwrap_or(ids::MAX_VOLUME_BYTES)
             .min(ids::MAX_VOLUME_BYTES);
         Ok(Response::new(GetCapacityResponse {

@@ -18,8 +18,12 @@ use super::proto::controller_server::ControllerServer;
 use super::proto::identity_server::IdentityServer;
 use super::proto::node_server::NodeServer;
 use super::transport;
+use crate::admin::server::AdminListener;
 use crate::admin::AdminAddr;
-use crate::config::Config;
+use crate::catalog::Registry;
+use crate::config::{CatalogRole, Config};
+use crate::store::Store;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mode {
@@ -76,15 +80,53 @@ pub fn nfs_server_from_config(config: &Config) -> Result<(String, u16)> {
     Ok((host, port))
 }
 
+/// Whether this controller runs the catalog owner itself: `--mode controller`, no `--admin`, no
+/// `[admin] listen` in the config, and `[catalog] role = "owner"`. The rule is static on
+/// purpose: deciding by whether some admin address answers at start-up would race with a
+/// `slatefs serve` that starts a moment later, and two catalog owners fence each other.
+pub fn runs_catalog_in_process(opts: &PluginOptions) -> bool {
+    opts.mode == Mode::Controller
+        && opts.admin.is_none()
+        && opts.config.admin.listen.as_deref().is_none_or(|l| l.trim().is_empty())
+        && opts.config.catalog.role == CatalogRole::Owner
+}
+
 pub async fn run(opts: PluginOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
     let config = &opts.config;
-    let admin_addr = match &opts.admin {
-        Some(a) => a.clone(),
-        None => AdminAddr::from_config(config)?,
+    let stop = CancellationToken::new();
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            stop.cancel();
+        });
+    }
+
+    // The catalog owner in this process, on a private socket beside the CSI socket.
+    let mut owner: Option<(Arc<Registry>, tokio::task::JoinHandle<Result<()>>)> = None;
+    let admin_addr = if runs_catalog_in_process(&opts) {
+        let store = Store::open(&config.storage)?;
+        let registry = Registry::open(store, config).await.context("cannot open the catalog")?;
+        let sock = opts.endpoint.with_file_name("slatefs-catalog-admin.sock");
+        let listener = AdminListener::bind(&format!("unix://{}", sock.display()), None).await?;
+        let addr = listener.addr().clone();
+        let s = stop.clone();
+        let task = tokio::spawn({
+            let registry = registry.clone();
+            async move { listener.run(registry, async move { s.cancelled().await }).await }
+        });
+        tracing::info!(admin = %addr, "running the catalog owner in this process (no admin address configured)");
+        owner = Some((registry, task));
+        addr
+    } else {
+        match &opts.admin {
+            Some(a) => a.clone(),
+            None => AdminAddr::from_config(config)?,
+        }
     };
-    let token = match &config.admin.token_file {
-        Some(p) => Some(crate::admin::read_token(p)?),
-        None => None,
+    let token = match (&config.admin.token_file, &owner) {
+        (Some(p), None) => Some(crate::admin::read_token(p)?),
+        _ => None,
     };
     let backend: Arc<dyn Backend> = Arc::new(AdminBackend::new(&admin_addr, token.as_deref())?);
     tracing::info!(admin = %admin_addr, mode = ?opts.mode, "slatefs csi starting");
@@ -96,19 +138,24 @@ pub async fn run(opts: PluginOptions, shutdown: impl Future<Output = ()> + Send 
     };
 
     let controller = if opts.mode.controller() {
-        let store_dir = if config.storage.url.trim().starts_with("file://") {
-            crate::store::Store::open(&config.storage).ok().and_then(|s| s.local_dir().map(|p| p.to_path_buf()))
+        // Only to report a local store's free space (GetCapacity); no database is opened.
+        let store = if config.storage.url.trim().starts_with("file://") {
+            Store::open(&config.storage).ok()
         } else {
             None
         };
         let served = Served { store_url: config.storage.url.clone(), durability: config.durability.mode };
-        Some(ControllerServer::new(ControllerService::new(backend.clone(), served, store_dir)))
+        Some(ControllerServer::new(ControllerService::new(backend.clone(), served, store)))
     } else {
         None
     };
 
     let node = if opts.mode.node() {
-        let node_id = opts.node_id.clone().filter(|n| !n.is_empty()).context("--node-id is required for the node service")?;
+        let node_id = opts
+            .node_id
+            .clone()
+            .filter(|n| !n.is_empty())
+            .context("--node-id is required for the node service")?;
         let (host, port) = match &opts.nfs_server {
             Some(hp) => hp.clone(),
             None => nfs_server_from_config(config)?,
@@ -127,13 +174,19 @@ pub async fn run(opts: PluginOptions, shutdown: impl Future<Output = ()> + Send 
 
     let listener = transport::bind_unix(&opts.endpoint)?;
     tracing::info!(endpoint = %opts.endpoint.display(), "serving CSI");
+    let s = stop.clone();
     let result = tonic::transport::Server::builder()
         .add_service(IdentityServer::new(identity))
         .add_optional_service(controller)
         .add_optional_service(node)
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async move { s.cancelled().await })
         .await;
     let _ = std::fs::remove_file(&opts.endpoint);
+    if let Some((registry, task)) = owner {
+        stop.cancel();
+        let _ = task.await;
+        registry.shutdown().await;
+    }
     result.context("CSI server")
 }
 

@@ -1,0 +1,157 @@
+//! Starts a real `slatefs csi` process next to a real `slatefs serve` (see server.rs) and hands
+//! out tonic clients on its unix socket.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use slatefs::csi::proto::controller_client::ControllerClient;
+use slatefs::csi::proto::identity_client::IdentityClient;
+use slatefs::csi::proto::node_client::NodeClient;
+use slatefs::csi::transport;
+use tonic::transport::Channel;
+
+use super::server::{binary, Server};
+
+pub struct Plugin {
+    pub dir: tempfile::TempDir,
+    pub endpoint: PathBuf,
+    child: Option<Child>,
+}
+
+impl Plugin {
+    /// `slatefs csi --mode all` against `server`: its admin socket, its NFS port, its store.
+    pub fn start(server: &Server) -> Plugin {
+        Plugin::start_with(server, "all", &server.admin, &[])
+    }
+
+    pub fn start_with(server: &Server, mode: &str, admin: &str, extra: &[&str]) -> Plugin {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = dir.path().join("csi.sock");
+        let config = dir.path().join("csi.toml");
+        std::fs::write(&config, format!("[storage]\nurl = \"{}\"\n", server.store_url)).unwrap();
+        let log = std::fs::File::create(dir.path().join("csi.log")).unwrap();
+        let child = Command::new(binary())
+            .args(["csi", "--mode", mode, "--node-id", "test-node"])
+            .arg("--endpoint")
+            .arg(format!("unix://{}", endpoint.display()))
+            .arg("-c")
+            .arg(&config)
+            .arg("--admin")
+            .arg(admin)
+            .arg("--nfs-server")
+            .arg(format!("127.0.0.1:{}", server.nfs_port))
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("cannot start slatefs csi");
+        let mut p = Plugin { dir, endpoint, child: Some(child) };
+        p.wait_ready();
+        p
+    }
+
+    /// `slatefs csi --mode controller` with no admin address configured: it runs the catalog
+    /// owner in-process on the local store `store_url` (no `slatefs serve` at all).
+    pub fn start_in_process_controller(store_url: &str) -> Plugin {
+        let dir = tempfile::tempdir().unwrap();
+        let endpoint = dir.path().join("csi.sock");
+        let config = dir.path().join("csi.toml");
+        std::fs::write(&config, format!("[storage]\nurl = \"{store_url}\"\n[catalog]\nrole = \"owner\"\n")).unwrap();
+        let log = std::fs::File::create(dir.path().join("csi.log")).unwrap();
+        let child = Command::new(binary())
+            .args(["csi", "--mode", "controller"])
+            .arg("--endpoint")
+            .arg(format!("unix://{}", endpoint.display()))
+            .arg("-c")
+            .arg(&config)
+            .env("RUST_LOG", "info,slatedb=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("cannot start slatefs csi");
+        let mut p = Plugin { dir, endpoint, child: Some(child) };
+        p.wait_ready();
+        p
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return true };
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.endpoint.exists() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("slatefs csi exited with {status}:\n{}", self.logs());
+            }
+            assert!(Instant::now() < deadline, "slatefs csi did not create its socket:\n{}", self.logs());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("csi.log")).unwrap_or_default()
+    }
+
+    pub fn channel(&self) -> Channel {
+        transport::unix_channel(&self.endpoint)
+    }
+
+    pub fn identity(&self) -> IdentityClient<Channel> {
+        IdentityClient::new(self.channel())
+    }
+
+    pub fn controller(&self) -> ControllerClient<Channel> {
+        ControllerClient::new(self.channel())
+    }
+
+    pub fn node(&self) -> NodeClient<Channel> {
+        NodeClient::new(self.channel())
+    }
+
+    /// `slatefs csi call --endpoint … ARGS`.
+    pub fn call(&self, args: &[&str]) -> std::process::Output {
+        Command::new(binary())
+            .args(["csi", "call", "--endpoint"])
+            .arg(format!("unix://{}", self.endpoint.display()))
+            .args(args)
+            .output()
+            .expect("cannot run slatefs csi call")
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Plugin {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
