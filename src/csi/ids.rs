@@ -324,7 +324,9 @@ mod tests {
     #[test]
     fn paging() {
         let names: Vec<String> = ["a", "b", "c", "d", "e"].iter().map(|s| s.to_string()).collect();
-        let key = |s: &String| s.as_str();
+        fn key(s: &String) -> &str {
+            s.as_str()
+        }
         let (p1, t1) = page(names.clone(), key, 2, "").unwrap();
         assert_eq!(p1, ["a", "b"]);
         let (p2, t2) = page(names.clone(), key, 2, &t1).unwrap();
