@@ -5,7 +5,7 @@ fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,slatedb=warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,slatedb=warn,zerofs_nfsserve=warn")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -31,6 +31,10 @@ pub struct ServeArgs {
     /// async: reply at once, flush every durability.flush_interval_ms and on COMMIT.
     #[arg(long, value_enum)]
     pub durability: Option<DurabilityMode>,
+    /// Inject object-store faults (testing only), e.g. `latency=5ms,outage-file=/tmp/down`:
+    /// see src/store/faults.rs for the syntax.
+    #[arg(long, value_name = "SPEC")]
+    pub inject_faults: Option<String>,
 }
 
 impl ServeArgs {
@@ -63,7 +67,11 @@ pub fn default_admin_address(store: &Store) -> String {
 
 pub async fn run(args: ServeArgs) -> Result<()> {
     let config = args.config()?;
-    let store = Store::open(&config.storage)?;
+    let mut store = Store::open_checked(&config.storage).await?;
+    if let Some(spec) = &args.inject_faults {
+        tracing::warn!("injecting object-store faults: {spec}");
+        store = store.with_faults(crate::store::faults::parse_spec(spec)?);
+    }
     let registry = Registry::open(store.clone(), &config).await.context("cannot open the catalog")?;
     let handle_key = store.secret("nfs-handle-key").await.context("cannot load the file-handle key")?;
 
@@ -77,10 +85,23 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     );
     let nfs = crate::nfs::start(adapter, &config.nfs.listen, shutdown.clone()).await?;
     let admin_listen = config.admin.listen.clone().unwrap_or_else(|| default_admin_address(&store));
+    let token = match &config.admin.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the admin token file {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let admin = crate::admin::server::AdminListener::bind(&admin_listen, token).await?;
+    let admin_addr = admin.addr().to_string();
+    let admin_stop = shutdown.clone();
+    let admin_task = tokio::spawn(admin.run(registry.clone(), async move { admin_stop.cancelled().await }));
     tracing::info!(
         store = %config.storage.url,
         nfs = %nfs.local_addr,
-        admin = %admin_listen,
+        admin = %admin_addr,
         durability = ?config.durability.mode,
         "slatefs serving"
     );
@@ -88,7 +109,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     wait_for_signal().await?;
     tracing::info!("shutting down: flushing every dataset");
     shutdown.cancel();
+    if let Ok(Err(e)) = admin_task.await {
+        tracing::warn!("admin API: {e:#}");
+    }
     registry.shutdown().await;
+    let requests = store.request_stats();
+    tracing::info!("object store requests this run: {requests}");
     tracing::info!("stopped cleanly");
     Ok(())
 }
