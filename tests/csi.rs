@@ -428,7 +428,7 @@ async fn snapshots_create_get_list_delete() {
     assert_eq!(s.source_volume_id, "vol-a");
     assert!(s.ready_to_use);
     assert!(s.size_bytes >= 300_000, "size_bytes {} < the data written", s.size_bytes);
-    let t = s.creation_time.clone().unwrap();
+    let t = s.creation_time.unwrap();
     assert!((t.seconds - before).abs() < 60, "creation_time {t:?}");
 
     // Idempotent by name; same name on another source → ALREADY_EXISTS.

@@ -324,6 +324,7 @@ mod tests {
     #[test]
     fn paging() {
         let names: Vec<String> = ["a", "b", "c", "d", "e"].iter().map(|s| s.to_string()).collect();
+        #[allow(clippy::ptr_arg)]
         fn key(s: &String) -> &str {
             s.as_str()
         }

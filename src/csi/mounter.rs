@@ -88,8 +88,13 @@ async fn run(cmd: &str, args: &[&std::ffi::OsStr], timeout: Duration) -> Result<
         Ok(Ok(out)) => Err(MountError::Failed {
             cmd: display,
             status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string()
-                + &String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            stderr: format!(
+                "{} {}",
+                String::from_utf8_lossy(&out.stderr).trim(),
+                String::from_utf8_lossy(&out.stdout).trim()
+            )
+            .trim()
+            .to_string(),
         }),
     }
 }
