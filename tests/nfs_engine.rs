@@ -365,9 +365,8 @@ async fn kill9_loses_no_acknowledged_write() {
             let mut made = Vec::new();
             for i in 0u64..100_000 {
                 let name = format!("f{i}");
-                let r = c.conn.create(&CREATE3args { where_: diropargs3 { dir: dir.clone(), name: filename3(nfs3_types::xdr_codec::Opaque::owned(name.clone().into_bytes())) }, how: createhow3::GUARDED(sattr3::default()) }).await;
-                match r {
-                    Ok(Nfs3Result::Ok(_)) => made.push(name),
+                match c.try_create(&dir, name.as_bytes()).await {
+                    Ok(Ok(())) => made.push(name),
                     _ => break,
                 }
             }

@@ -12,8 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-/// The largest RPC record a client may send: a maximal WRITE plus generous room for headers.
-pub const MAX_RECORD: usize = crate::fs::MAX_IO_SIZE + 64 * 1024;
+/// The largest RPC record a client may send. WRITEs up to four times the maximum still reach
+/// the server and get a proper NFS3ERR_INVAL; anything larger is not a WRITE we could answer.
+pub const MAX_RECORD: usize = 4 * crate::fs::MAX_IO_SIZE + 64 * 1024;
 
 pub async fn run(front: TcpListener, backend: SocketAddr, shutdown: CancellationToken) {
     loop {

@@ -11,6 +11,9 @@ use tokio::net::TcpStream;
 
 pub type Conn = Nfs3Connection<TokioIo<TcpStream>>;
 
+/// How long a `try_*` call waits for a reply before it counts the connection as lost.
+const TRANSPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub struct Client {
     pub conn: Conn,
     pub root: nfs_fh3,
@@ -244,14 +247,23 @@ impl Client {
 
 impl Client {
     /// A WRITE whose transport failure is reported instead of panicking (for kill -9 tests).
+    /// nfs3_client does not notice a closed connection by itself, so the call is bounded.
     pub async fn try_write(&mut self, f: &nfs_fh3, offset: u64, data: &[u8]) -> Result<Result<u32, nfsstat3>, String> {
-        match self
-            .conn
-            .write(&WRITE3args { file: f.clone(), offset, count: data.len() as u32, stable: stable_how::FILE_SYNC, data: Opaque::borrowed(data) })
-            .await
-        {
-            Ok(r) => Ok(ok(r).map(|r| r.count)),
-            Err(e) => Err(format!("{e:?}")),
+        let args = WRITE3args { file: f.clone(), offset, count: data.len() as u32, stable: stable_how::FILE_SYNC, data: Opaque::borrowed(data) };
+        match tokio::time::timeout(TRANSPORT_TIMEOUT, self.conn.write(&args)).await {
+            Ok(Ok(r)) => Ok(ok(r).map(|r| r.count)),
+            Ok(Err(e)) => Err(format!("{e:?}")),
+            Err(_) => Err("no reply (connection lost)".into()),
+        }
+    }
+
+    /// A GUARDED create whose transport failure is reported instead of panicking.
+    pub async fn try_create(&mut self, dir: &nfs_fh3, n: &[u8]) -> Result<Result<(), nfsstat3>, String> {
+        let args = CREATE3args { where_: diropargs3 { dir: dir.clone(), name: name(n) }, how: createhow3::GUARDED(sattr3::default()) };
+        match tokio::time::timeout(TRANSPORT_TIMEOUT, self.conn.create(&args)).await {
+            Ok(Ok(r)) => Ok(ok(r).map(|_| ())),
+            Ok(Err(e)) => Err(format!("{e:?}")),
+            Err(_) => Err("no reply (connection lost)".into()),
         }
     }
 }
