@@ -143,6 +143,7 @@ inner() {
     if ! server_start > "$WD/server-start.out" 2>&1; then
         cat "$WD/server-start.out" >&2
         echo "server" > "$WD/failed-at"
+        server_kill KILL > /dev/null
         return 1
     fi
     local qemu_pid

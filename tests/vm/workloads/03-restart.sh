@@ -49,6 +49,11 @@ writer() {
     return 0
 }
 
+writer_report() {
+    echo "--- writer errors:"; cat /tmp/writer.err
+    echo "--- dd, mkdir, mv messages:"; grep -v records /tmp/writer.dd /tmp/writer.msg | tail -n 20
+}
+
 progress() {
     if [ -e "$D/progress" ]; then wc -l < "$D/progress"; else echo 0; fi
 }
@@ -58,8 +63,8 @@ wait_progress() {
     w=0
     while [ "$(progress)" -lt "$1" ]; do
         w=$((w + 1))
-        [ $w -le 3000 ] || fail "writer did not reach $1 iterations within 300 s: $(cat /tmp/writer.err)"
-        [ -e /tmp/writer.rc ] && fail "writer ended early: $(cat /tmp/writer.err)"
+        [ $w -le 3000 ] || { writer_report; fail "writer did not reach $1 iterations within 300 s"; }
+        [ -e /tmp/writer.rc ] && { writer_report; fail "writer ended early: $(cat /tmp/writer.err)"; }
         sleep 0.1
     done
 }
@@ -91,7 +96,8 @@ while [ ! -e /tmp/writer.rc ]; do
     sleep 0.1
 done
 wait $writer_pid 2>/dev/null
-cat /tmp/writer.err /tmp/writer.msg /tmp/writer.retrans
+writer_report
+cat /tmp/writer.retrans
 grep -i 'stale\|error' /tmp/writer.dd /tmp/writer.msg && fail "errors reported"
 expect_eq "$(cat /tmp/writer.rc)" 0 "writer exit status"
 [ -s /tmp/writer.err ] && fail "the writer reported errors"
