@@ -12,7 +12,7 @@
 //! See tests/support/s3.rs for what the server is (s3s + s3s-fs with per-key write locks and
 //! TCP_NODELAY) and why.
 
-#[path = "../tests/support/s3.rs"]
+#[path = "s3.rs"]
 mod s3;
 
 use std::io::Write;

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs every test slatefs has: the Rust suites (engine over NFS, catalog and CLI, CSI, S3,
+# Kubernetes packaging) and the end-to-end suite through the Linux kernel's NFS client in a VM.
+# Installs what the tests need on a Debian machine first (skipped when already present).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The VM suite installs its own packages (qemu, a Debian kernel, busybox, nfs-common) when
+# they are missing; the Rust suites need only the Helm engine.
+if ! python3 -c "import helm_python" 2>/dev/null; then
+  echo "== installing the Helm engine (helm-python-sdk)"
+  python3 -m pip install -q helm-python-sdk==0.2.2
+fi
+
+echo "== cargo test --release"
+cargo test --release
+
+echo "== kernel NFS client suite (qemu)"
+tests/vm/run.sh
