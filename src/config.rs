@@ -50,6 +50,54 @@ pub struct StorageConfig {
     pub path_style: Option<bool>,
     /// A file with `key = value` lines (`access_key_id`, `secret_access_key`, `session_token`).
     pub credentials_file: Option<PathBuf>,
+    /// A local directory for the read cache of object-store stores (SST parts on disk), shared
+    /// by every dataset this process serves; unset: no read cache. Ignored for `file://`.
+    pub cache_dir: Option<PathBuf>,
+    /// The most the read cache may hold: bytes, or with a unit (`512MiB`, `20GiB`, `1GB`).
+    /// Default 16GiB.
+    pub cache_size: Option<String>,
+    /// How long a call that needs the object store (a durability wait) waits before it answers
+    /// "try again later" (NFS3ERR_JUKEBOX; the NFS client retries by itself). Default 5000.
+    pub unavailable_after_ms: Option<u64>,
+    /// After the object store has been unreachable this long, calls that need it fail with an
+    /// I/O error (NFS3ERR_IO) instead of JUKEBOX. 0: never (JUKEBOX for as long as it lasts).
+    /// Default 300000 (5 min).
+    pub io_error_after_ms: Option<u64>,
+}
+
+/// Parses a size: `1048576`, `512KiB`, `64MiB`, `20GiB`, `1TiB`, `500MB`, `1GB`, `2TB`.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().with_context(|| format!("size {s:?}: expected a number and a unit"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" | "ki" => 1 << 10,
+        "m" | "mb" => 1_000_000,
+        "mib" | "mi" => 1 << 20,
+        "g" | "gb" => 1_000_000_000,
+        "gib" | "gi" => 1 << 30,
+        "t" | "tb" => 1_000_000_000_000,
+        "tib" | "ti" => 1 << 40,
+        other => bail!("size {s:?}: unknown unit {other:?} (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"),
+    };
+    let v = n * mult as f64;
+    if !(v.is_finite() && v >= 0.0 && v < u64::MAX as f64) {
+        bail!("size {s:?} is out of range");
+    }
+    Ok(v as u64)
+}
+
+impl StorageConfig {
+    /// `cache_size` in bytes (default 16 GiB).
+    pub fn cache_size_bytes(&self) -> Result<u64> {
+        match &self.cache_size {
+            Some(s) => parse_size(s).context("storage.cache_size"),
+            None => Ok(16 << 30),
+        }
+    }
 }
 
 impl Default for StorageConfig {
@@ -61,6 +109,10 @@ impl Default for StorageConfig {
             allow_http: None,
             path_style: None,
             credentials_file: None,
+            cache_dir: None,
+            cache_size: None,
+            unavailable_after_ms: None,
+            io_error_after_ms: None,
         }
     }
 }
@@ -139,6 +191,10 @@ impl Config {
         if self.storage.url.is_empty() {
             bail!("storage.url must not be empty");
         }
+        self.storage.cache_size_bytes()?;
+        if self.storage.unavailable_after_ms == Some(0) {
+            bail!("storage.unavailable_after_ms must be at least 1");
+        }
         if self.durability.flush_interval_ms == 0 {
             bail!("durability.flush_interval_ms must be at least 1");
         }
@@ -158,6 +214,26 @@ mod tests {
         assert!(err.contains("urll"), "{err}");
         let err = Config::parse("nfs:\n  lisen: x\n", Path::new("c.yaml")).unwrap_err().to_string();
         assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1048576").unwrap(), 1 << 20);
+        assert_eq!(parse_size("64MiB").unwrap(), 64 << 20);
+        assert_eq!(parse_size("20 GiB").unwrap(), 20 << 30);
+        assert_eq!(parse_size("1GB").unwrap(), 1_000_000_000);
+        assert_eq!(parse_size("1.5KiB").unwrap(), 1536);
+        assert!(parse_size("12 parsecs").is_err());
+        assert!(parse_size("GiB").is_err());
+        let c = Config::parse(
+            "[storage]\nurl = \"s3://b/p\"\ncache_dir = \"/var/cache/slatefs\"\ncache_size = \"2GiB\"\nunavailable_after_ms = 1000\nio_error_after_ms = 0\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(c.storage.cache_size_bytes().unwrap(), 2 << 30);
+        assert_eq!(c.storage.io_error_after_ms, Some(0));
+        let err = Config::parse("[storage]\ncache_size = \"lots\"\n", Path::new("c.toml")).unwrap_err();
+        assert!(format!("{err:#}").contains("cache_size"), "{err:#}");
     }
 
     #[test]

@@ -7,10 +7,12 @@
 //!   secrets/<name>           small random secrets shared by every server on the store
 
 pub mod accounting;
+pub mod cache;
 pub mod cloud;
 pub mod faults;
 pub mod probe;
 pub mod url;
+pub mod wait;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use object_store::{path::Path, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use slatedb::admin::Admin;
-use slatedb::config::{CheckpointOptions, CheckpointScope, Settings};
+use slatedb::config::{CheckpointOptions, CheckpointScope, DbReaderOptions, Settings};
 use slatedb::{CloneSourceSpec, Db, DbReader, DbReaderMode};
 use uuid::Uuid;
 
@@ -45,16 +47,30 @@ pub struct Store {
     probe_store: Option<Arc<dyn ObjectStore>>,
     probe_accounted: Option<Arc<dyn ObjectStore>>,
     faults: Option<faults::FaultControl>,
+    /// The on-disk read cache every database opened from this store uses (object stores
+    /// with `[storage] cache_dir` only).
+    cache: Option<cache::ReadCache>,
 }
 
 impl Store {
     /// Opens the store the config names. Nothing is sent yet: [`Store::open_checked`] (or
     /// [`probe::probe`]) checks that it is reachable, that the credentials work and that it
     /// has the conditional writes SlateDB needs.
+    ///
+    /// Also installs the process's limits of waits for an unreachable store
+    /// ([`wait::install`], from `[storage] unavailable_after_ms` and `io_error_after_ms`).
     pub fn open(cfg: &StorageConfig) -> Result<Store> {
         let resolved = url::resolve(cfg)?;
+        wait::install(wait::WaitLimits::from_config(cfg));
         let mut store =
             Store::from_parts(resolved.object_store, resolved.root, resolved.local_dir, &cfg.url);
+        if let (Some(dir), None) = (&cfg.cache_dir, &store.local_dir) {
+            let c = cache::ReadCache::new(dir, &cfg.url, cfg.endpoint.as_deref(), cfg.cache_size_bytes()?);
+            std::fs::create_dir_all(&c.root).with_context(|| {
+                format!("cannot create the read cache directory {}", c.root.display())
+            })?;
+            store.cache = Some(c);
+        }
         store.probe_accounted = resolved.probe_store.map(|p| {
             Arc::new(accounting::AccountingStore::with_counters(p, store.counters.clone()))
                 as Arc<dyn ObjectStore>
@@ -64,9 +80,20 @@ impl Store {
     }
 
     /// [`Store::open`], then the start-up checks: what a server calls before it serves.
+    /// A server's store also logs its request counts (and read cache use) every minute in
+    /// which they changed.
     pub async fn open_checked(cfg: &StorageConfig) -> Result<Store> {
         let store = Store::open(cfg)?;
         probe::probe(&store).await?;
+        if let Some(c) = &store.cache {
+            tracing::info!(
+                "read cache: {} (at most {} bytes), now {}",
+                c.root.display(),
+                c.max_bytes,
+                c.usage()
+            );
+        }
+        tokio::spawn(log_requests(store.counters.clone(), store.cache.clone()));
         Ok(store)
     }
 
@@ -89,7 +116,13 @@ impl Store {
             probe_store: None,
             probe_accounted: None,
             faults: None,
+            cache: None,
         }
+    }
+
+    /// The read cache databases opened from this store use, if any.
+    pub fn read_cache(&self) -> Option<&cache::ReadCache> {
+        self.cache.as_ref()
     }
 
     /// The same store with faults injected as `plan` says (replacing any earlier plan);
@@ -156,8 +189,12 @@ impl Store {
     }
 
     /// Opens (creating if needed) the database at `path` as its one writer. Opening fences any
-    /// earlier writer of the same database.
-    pub async fn open_db(&self, path: &Path, settings: Settings) -> Result<Db> {
+    /// earlier writer of the same database. The store's read cache is used unless `settings`
+    /// names another one.
+    pub async fn open_db(&self, path: &Path, mut settings: Settings) -> Result<Db> {
+        if let (Some(c), None) = (&self.cache, &settings.object_store_cache_options.root_folder) {
+            settings.object_store_cache_options = c.options();
+        }
         Db::builder(path.clone(), self.object_store.clone())
             .with_settings(settings)
             .build()
@@ -169,20 +206,10 @@ impl Store {
     pub async fn open_checkpoint(&self, path: &Path, checkpoint: Uuid) -> Result<DbReader> {
         DbReader::builder(path.clone(), self.object_store.clone())
             .with_reader_mode(DbReaderMode::Checkpoint(checkpoint))
+            .with_options(self.reader_options())
             .build()
             .await
             .with_context(|| format!("cannot open checkpoint {checkpoint} of {path}"))
-    }
-
-    /// Takes a named checkpoint of an open database. Everything written before the call,
-    /// acknowledged or not, is in it (SlateDB flushes first).
-    pub async fn checkpoint(db: &Db, name: &str) -> Result<Uuid> {
-        let opts = CheckpointOptions { lifetime: None, source: None, name: Some(name.to_string()) };
-        let result = db
-            .create_checkpoint(CheckpointScope::All, &opts)
-            .await
-            .context("cannot create checkpoint")?;
-        Ok(result.id)
     }
 
     pub async fn list_checkpoints(&self, path: &Path) -> Result<Vec<slatedb::Checkpoint>> {
@@ -255,6 +282,52 @@ impl Store {
                 }
                 Err(e) => return Err(e).with_context(|| format!("cannot read secret {path}")),
             }
+        }
+    }
+}
+
+impl Store {
+    /// Reader options with the store's read cache.
+    pub fn reader_options(&self) -> DbReaderOptions {
+        let mut o = DbReaderOptions::default();
+        if let Some(c) = &self.cache {
+            o.object_store_cache_options = c.options();
+        }
+        o
+    }
+}
+
+/// Logs the store's request counts, and the read cache's size, every minute in which the
+/// counts changed; ends when the store's last handle is gone.
+async fn log_requests(
+    counters: Arc<accounting::RequestCounters>,
+    cache: Option<cache::ReadCache>,
+) {
+    let counters = Arc::downgrade(&counters);
+    let mut last = accounting::RequestStats::default();
+    loop {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let Some(c) = counters.upgrade() else { return };
+        let now = c.stats();
+        drop(c);
+        if now == last {
+            continue;
+        }
+        let delta = now - last;
+        last = now;
+        match &cache {
+            Some(cache) => {
+                let usage = tokio::task::spawn_blocking({
+                    let cache = cache.clone();
+                    move || cache.usage()
+                })
+                .await
+                .unwrap_or_default();
+                tracing::info!(
+                    "object store requests: last minute {delta}; since start {now}; read cache {usage}"
+                )
+            }
+            None => tracing::info!("object store requests: last minute {delta}; since start {now}"),
         }
     }
 }
