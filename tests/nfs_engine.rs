@@ -482,3 +482,54 @@ async fn bad_input_is_refused_and_changes_nothing() {
     let mut c2 = Client::mount(port, "/").await.unwrap();
     assert_eq!(c2.read_all(&f).await.unwrap(), b"keep");
 }
+
+/// The Kubernetes topology: a catalog owner (the controller's server) and a node's dataset
+/// server (a catalog reader) on one store. The owner borrows the dataset's writer to take a
+/// snapshot, which fences the node's; the node's next write is answered JUKEBOX, the client
+/// retries, and the node takes its dataset back. The snapshot holds every write the node
+/// acknowledged before it was taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_snapshot_of_a_dataset_served_by_a_node() {
+    let owner = Server::start();
+    let node = Server::start_with(ServerOptions {
+        store_url: Some(owner.store_url.clone()),
+        config: Some("[catalog]\nrole = \"reader\"\n".into()),
+        ..Default::default()
+    });
+    let mut c = Client::mount(node.nfs_port, "/").await.unwrap();
+    let root = c.root.clone();
+    let f = c.create(&root, b"data", 0o644).await.unwrap();
+    for i in 0..20u64 {
+        c.write(&f, i * 4096, &pattern(i, 4096)).await.unwrap();
+    }
+    let out = owner.cli(&["dataset", "--admin", &owner.admin, "snapshot", "root", "snap1", "--readonly"]);
+    assert!(out.status.success(), "snapshot: {}", String::from_utf8_lossy(&out.stderr));
+
+    // The node goes on writing: a fenced write is answered JUKEBOX (retry), never lost.
+    let mut retries = 0;
+    for i in 20..40u64 {
+        loop {
+            match c.write(&f, i * 4096, &pattern(i, 4096)).await {
+                Ok(_) => break,
+                Err(nfsstat3::NFS3ERR_JUKEBOX) if retries < 50 => {
+                    retries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("write {i} after the snapshot: {e:?}\n{}", node.logs()),
+            }
+        }
+    }
+    let data = c.read_all(&f).await.unwrap();
+    assert_eq!(data.len(), 40 * 4096);
+    for i in 0..40u64 {
+        assert_eq!(&data[(i * 4096) as usize..((i + 1) * 4096) as usize], &pattern(i, 4096)[..], "block {i}");
+    }
+    // The snapshot has exactly the 20 blocks acknowledged before it.
+    let mut s = Client::mount(owner.nfs_port, "/root@snap1").await.unwrap();
+    let sf = s.lookup(&s.root.clone(), b"data").await.unwrap();
+    let snap = s.read_all(&sf).await.unwrap();
+    assert_eq!(snap.len(), 20 * 4096);
+    for i in 0..20u64 {
+        assert_eq!(&snap[(i * 4096) as usize..((i + 1) * 4096) as usize], &pattern(i, 4096)[..]);
+    }
+}

@@ -21,6 +21,14 @@ use crate::config::{Config, DurabilityMode};
 use crate::fs::{Filesystem, FsOptions, Usage, DEFAULT_CHUNK_SIZE};
 use crate::store::{dataset_settings, Store};
 
+/// What to do with a cached dataset writer that another process has fenced.
+#[derive(Debug, Clone, Copy)]
+enum Reacquire {
+    Never,
+    WhenKnownFenced,
+    AfterChecking,
+}
+
 /// What an id names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
@@ -203,8 +211,30 @@ impl Registry {
     }
 
     /// The open filesystem of a dataset (its writer, opened on first use, quota applied) or of
-    /// a read-only snapshot (a reader pinned to its checkpoint).
+    /// a read-only snapshot (a reader pinned to its checkpoint), for serving it.
+    ///
+    /// When another process took the dataset's writer over (SlateDB fencing), a catalog owner
+    /// keeps answering with the fenced filesystem, whose writes fail: two servers must not
+    /// fight over a dataset. A catalog reader (a node's dataset server on Kubernetes) opens it
+    /// again: there the one who takes writers over is the catalog owner, borrowing one to take
+    /// a snapshot, and the node must get its dataset back.
     pub async fn filesystem(&self, id: u64) -> CatalogResult<Arc<Filesystem>> {
+        let reacquire = if self.db.is_reader() { Reacquire::WhenKnownFenced } else { Reacquire::Never };
+        self.filesystem_with(id, reacquire).await
+    }
+
+    /// Whether serving a dataset takes its writer back after another process fenced it.
+    pub fn reacquires_fenced(&self) -> bool {
+        self.db.is_reader()
+    }
+
+    /// The filesystem for an admin operation (snapshot, clone, stats): an explicit request,
+    /// so a fenced writer is opened again, taking the dataset over.
+    async fn filesystem_for_admin(&self, id: u64) -> CatalogResult<Arc<Filesystem>> {
+        self.filesystem_with(id, Reacquire::AfterChecking).await
+    }
+
+    async fn filesystem_with(&self, id: u64, reacquire: Reacquire) -> CatalogResult<Arc<Filesystem>> {
         self.check_open()?;
         self.object_kind(id).await?;
         let slot = self.slot(id);
@@ -213,7 +243,18 @@ impl Registry {
         let kind = self.object_kind(id).await?;
         self.check_open()?;
         if let Some(fs) = guard.as_ref() {
-            return Ok(fs.clone());
+            let fenced = match reacquire {
+                Reacquire::Never => false,
+                // The serving path must stay cheap: SlateDB marks a writer fenced as soon as
+                // a write of it is refused.
+                Reacquire::WhenKnownFenced => fs.is_fenced(),
+                Reacquire::AfterChecking => fs.check_fenced().await,
+            };
+            if !fenced {
+                return Ok(fs.clone());
+            }
+            tracing::warn!("dataset {id}: another server took its writer over; opening it again");
+            *guard = None;
         }
         let fs = match kind {
             ObjectKind::Dataset => {
@@ -272,7 +313,7 @@ impl Registry {
     /// A dataset with its usage (opens it).
     pub async fn dataset_info(&self, name: &str) -> CatalogResult<DatasetInfo> {
         let id = self.dataset_id(name)?;
-        let fs = self.filesystem(id).await?;
+        let fs = self.filesystem_for_admin(id).await?;
         let usage = fs.usage().await;
         let mut info = self.info_of(id)?;
         info.usage = Some(usage);
@@ -306,7 +347,7 @@ impl Registry {
     /// Usage and quota of a dataset (opens it).
     pub async fn dataset_stats(&self, name: &str) -> CatalogResult<(u64, Usage, Option<u64>)> {
         let id = self.dataset_id(name)?;
-        let fs = self.filesystem(id).await?;
+        let fs = self.filesystem_for_admin(id).await?;
         Ok((id, fs.usage().await, fs.quota()))
     }
 
@@ -317,7 +358,7 @@ impl Registry {
             return Err(CatalogError::InvalidArgument("checkpoint name must not be empty".into()));
         }
         let id = self.dataset_id(name)?;
-        let fs = self.filesystem(id).await?;
+        let fs = self.filesystem_for_admin(id).await?;
         let usage = fs.usage().await;
         let uuid = fs.checkpoint(checkpoint_name).await.map_err(|e| fs_err("cannot checkpoint", e))?;
         Ok((uuid, usage))
@@ -325,7 +366,7 @@ impl Registry {
 
     pub async fn flush_dataset(&self, name: &str) -> CatalogResult<()> {
         let id = self.dataset_id(name)?;
-        let fs = self.filesystem(id).await?;
+        let fs = self.filesystem_for_admin(id).await?;
         fs.flush().await.map_err(|e| fs_err("cannot flush", e))
     }
 
@@ -379,7 +420,7 @@ impl Registry {
             }
             crash::point("snapshot.after-intent");
             let result = async {
-                let fs = self.filesystem(src).await?;
+                let fs = self.filesystem_for_admin(src).await?;
                 let usage = fs.usage().await;
                 let uuid = fs
                     .checkpoint(&snap_checkpoint_name(id))
@@ -411,7 +452,7 @@ impl Registry {
         let id = self.alloc_and_put_dataset(name, quota, Some(Origin::Dataset { dataset_id: src })).await?;
         crash::point("clone.after-intent");
         let result = async {
-            let src_fs = self.filesystem(src).await?;
+            let src_fs = self.filesystem_for_admin(src).await?;
             let cp_name = clone_checkpoint_name(id);
             let checkpoint =
                 src_fs.checkpoint(&cp_name).await.map_err(|e| fs_err("cannot checkpoint the source", e))?;

@@ -124,6 +124,31 @@ impl Filesystem {
         }
     }
 
+    /// Whether another process opened this dataset for writing after us (SlateDB fencing):
+    /// from then on our writes fail, and reads see the state of the takeover.
+    pub fn is_fenced(&self) -> bool {
+        match &self.backend {
+            Backend::Writer(db) => {
+                matches!(db.status().close_reason, Some(slatedb::CloseReason::Fenced))
+            }
+            Backend::Snapshot(_) => false,
+        }
+    }
+
+    /// Like [`Filesystem::is_fenced`], after reading the latest manifest: a writer learns it
+    /// was fenced only when it writes or polls, and an admin operation must not find out
+    /// half-way through.
+    pub async fn check_fenced(&self) -> bool {
+        if let Backend::Writer(db) = &self.backend {
+            if let Err(e) = db.refresh_manifest().await {
+                if FsError::from(e) == FsError::Fenced {
+                    return true;
+                }
+            }
+        }
+        self.is_fenced()
+    }
+
     pub fn is_read_only(&self) -> bool {
         matches!(self.backend, Backend::Snapshot(_))
     }
@@ -169,7 +194,12 @@ impl Filesystem {
     pub async fn checkpoint(&self, name: &str) -> FsResult<uuid::Uuid> {
         let db = self.backend.writer()?;
         self.flush().await?;
-        crate::store::Store::checkpoint(db, name).await.map_err(|e| FsError::Io(format!("{e:#}")))
+        let opts = slatedb::config::CheckpointOptions {
+            lifetime: None,
+            source: None,
+            name: Some(name.to_string()),
+        };
+        Ok(db.create_checkpoint(slatedb::config::CheckpointScope::All, &opts).await?.id)
     }
 
     /// Flushes and closes the database; later calls fail.

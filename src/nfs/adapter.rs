@@ -66,6 +66,17 @@ impl<E: Exports> NfsAdapter<E> {
         }
     }
 
+    /// The NFS status for an engine error. A write refused because another server fenced the
+    /// dataset is answered with JUKEBOX where the dataset will be opened again, so that the
+    /// client's retry lands on the reopened writer instead of failing the application.
+    fn status(&self, op: &str, e: FsError) -> nfsstat3 {
+        if e == FsError::Fenced && self.exports.reacquires_fenced() {
+            tracing::warn!("{op}: dataset fenced by another writer; asking the client to retry");
+            return nfsstat3::NFS3ERR_JUKEBOX;
+        }
+        log_status(op, e)
+    }
+
     async fn fs(&self, object: u64) -> Result<Arc<Filesystem>, nfsstat3> {
         self.exports.filesystem(object).await.map_err(export_status)
     }
@@ -84,13 +95,13 @@ impl<E: Exports> NfsAdapter<E> {
     }
 
     async fn attr_of(&self, fs: &Filesystem, object: u64, ino: u64) -> Result<fattr3, nfsstat3> {
-        let inode = fs.getattr(ino).await.map_err(|e| log_status("getattr", e))?;
+        let inode = fs.getattr(ino).await.map_err(|e| self.status("getattr", e))?;
         Ok(attrs::fattr(&inode, handle::fileid(object, ino), self.fsid(object).await?))
     }
 
     async fn snapshot_dir_attr(&self, dataset: u64) -> Result<fattr3, nfsstat3> {
         let fs = self.fs(dataset).await?;
-        let root = fs.getattr(ROOT_INO).await.map_err(|e| log_status("getattr", e))?;
+        let root = fs.getattr(ROOT_INO).await.map_err(|e| self.status("getattr", e))?;
         let count = self.exports.snapshots_of(dataset).await.map_err(export_status)?.len();
         Ok(attrs::snapshot_dir_attr(&root, handle::fileid(dataset, RESERVED_INO), dataset, count as u32))
     }
@@ -118,7 +129,7 @@ impl<E: Exports> NfsAdapter<E> {
         self.check_reserved(object, dir, name).await?;
         let fs = self.fs(object).await?;
         let who = caller(auth);
-        let inode = fs.create(&who, dir, name, node).await.map_err(|e| log_status("create", e))?;
+        let inode = fs.create(&who, dir, name, node).await.map_err(|e| self.status("create", e))?;
         let mut inode = inode;
         // Size and times in the create attributes are applied as a SETATTR would.
         if let Some(a) = attr {
@@ -127,7 +138,7 @@ impl<E: Exports> NfsAdapter<E> {
             rest.uid = None;
             rest.gid = None;
             if rest.size.is_some() || rest.atime.is_some() || rest.mtime.is_some() {
-                inode = fs.setattr(&who, inode.ino, &rest).await.map_err(|e| log_status("create", e))?;
+                inode = fs.setattr(&who, inode.ino, &rest).await.map_err(|e| self.status("create", e))?;
             }
         }
         let id = handle::fileid(object, inode.ino);
@@ -230,7 +241,7 @@ impl<E: Exports> NFSFileSystem for NfsAdapter<E> {
         if dir == ROOT_INO && name == SNAPSHOT_DIR && self.is_dataset(object).await? {
             return Ok(handle::fileid(object, RESERVED_INO));
         }
-        let child = fs.lookup(&caller(auth), dir, name).await.map_err(|e| log_status("lookup", e))?;
+        let child = fs.lookup(&caller(auth), dir, name).await.map_err(|e| self.status("lookup", e))?;
         Ok(handle::fileid(object, child))
     }
 
@@ -249,7 +260,7 @@ impl<E: Exports> NFSFileSystem for NfsAdapter<E> {
             return Err(nfsstat3::NFS3ERR_ROFS);
         }
         let fs = self.fs(object).await?;
-        let inode = fs.setattr(&caller(auth), ino, &attrs::set_attr(&setattr)).await.map_err(|e| log_status("setattr", e))?;
+        let inode = fs.setattr(&caller(auth), ino, &attrs::set_attr(&setattr)).await.map_err(|e| self.status("setattr", e))?;
         Ok(attrs::fattr(&inode, id, self.fsid(object).await?))
     }
 
@@ -259,7 +270,7 @@ impl<E: Exports> NFSFileSystem for NfsAdapter<E> {
             return Err(nfsstat3::NFS3ERR_ISDIR);
         }
         let fs = self.fs(object).await?;
-        fs.read(&caller(auth), ino, offset, count).await.map_err(|e| log_status("read", e))
+        fs.read(&caller(auth), ino, offset, count).await.map_err(|e| self.status("read", e))
     }
 
     async fn write(&self, auth: &AuthContext, id: fileid3, offset: u64, data: &[u8]) -> Result<fattr3, nfsstat3> {
@@ -268,7 +279,7 @@ impl<E: Exports> NFSFileSystem for NfsAdapter<E> {
             return Err(nfsstat3::NFS3ERR_ROFS);
         }
         let fs = self.fs(object).await?;
-        let inode = fs.write(&caller(auth), ino, offset, data).await.map_err(|e| log_status("write", e))?;
+        let inode = fs.write(&caller(auth), ino, offset, data).await.map_err(|e| self.status("write", e))?;
         Ok(attrs::fattr(&inode, id, self.fsid(object).await?))
     }
 
@@ -288,13 +299,13 @@ impl<E: Exports> NFSFileSystem for NfsAdapter<E> {
                 let id = self.lookup(auth, dirid, filename).await?;
                 let fs = self.fs(object).await?;
                 let (_, ino) = handle::split(id);
-                let existing = fs.getattr(ino).await.map_err(|e| log_status("create", e))?;
+                let existing = fs.getattr(ino).await.map_err(|e| self.status("create", e))?;
                 if existing.kind != Kind::File {
                     return Err(nfsstat3::NFS3ERR_EXIST);
                 }
                 if let set_size3::size(size) = attr.size {
                     let set = SetAttr { size: Some(size), ..Default::default() };
-                    fs.setattr(&caller(auth), ino, &set).await.map_err(|e| log_status("create", e))?;
+                    fs.setattr(&caller(auth), ino, &set).await.map_err(|e| self.status("create", e))?;
                 }
                 Ok((id, self.attr_of(&fs, object, ino).await?))
             }
@@ -320,7 +331,7 @@ impl<E: Exports> NFSFileSystem for NfsAdapter<E> {
         let (object, dir) = handle::split(dirid);
         self.check_reserved(object, dir, filename.as_ref()).await.map_err(reserved_name_is_not_removable)?;
         let fs = self.fs(object).await?;
-        fs.remove_any(&caller(auth), dir, filename.as_ref()).await.map_err(|e| log_status("remove", e))
+        fs.remove_any(&caller(auth), dir, filename.as_ref()).await.map_err(|e| self.status("remove", e))
     }
 
     async fn rename(&self, auth: &AuthContext, from_dirid: fileid3, from_filename: &filename3, to_dirid: fileid3, to_filename: &filename3) -> Result<(), nfsstat3> {
@@ -335,7 +346,7 @@ impl<E: Exports> NFSFileSystem for NfsAdapter<E> {
         fs.rename(&caller(auth), from_dir, from_filename.as_ref(), to_dir, to_filename.as_ref())
             .await
             .map(|_| ())
-            .map_err(|e| log_status("rename", e))
+            .map_err(|e| self.status("rename", e))
     }
 
     async fn readdir(&self, auth: &AuthContext, dirid: fileid3, start_after: fileid3, max_entries: usize) -> Result<ReadDirResult, nfsstat3> {
@@ -347,7 +358,7 @@ impl<E: Exports> NFSFileSystem for NfsAdapter<E> {
         let cookie = start_after;
         let max = max_entries.max(1);
         let show_snapdir = dir == ROOT_INO && !self.hide_snapshot_dir && self.is_dataset(object).await?;
-        let (rows, eof) = fs.readdir(&caller(auth), dir, cookie, max).await.map_err(|e| log_status("readdir", e))?;
+        let (rows, eof) = fs.readdir(&caller(auth), dir, cookie, max).await.map_err(|e| self.status("readdir", e))?;
         let fsid = self.fsid(object).await?;
         let mut entries = Vec::with_capacity(rows.len() + 1);
         for row in rows {
@@ -383,7 +394,7 @@ impl<E: Exports> NFSFileSystem for NfsAdapter<E> {
             return Err(nfsstat3::NFS3ERR_INVAL);
         }
         let fs = self.fs(object).await?;
-        Ok(fs.readlink(ino).await.map_err(|e| log_status("readlink", e))?.into())
+        Ok(fs.readlink(ino).await.map_err(|e| self.status("readlink", e))?.into())
     }
 
     async fn mknod(&self, auth: &AuthContext, dirid: fileid3, filename: &filename3, ftype: ftype3, attr: &sattr3, spec: Option<&specdata3>) -> Result<(fileid3, fattr3), nfsstat3> {
@@ -412,13 +423,13 @@ impl<E: Exports> NFSFileSystem for NfsAdapter<E> {
         }
         self.check_reserved(object, dir, linkname.as_ref()).await?;
         let fs = self.fs(object).await?;
-        fs.link(&caller(auth), ino, dir, linkname.as_ref()).await.map(|_| ()).map_err(|e| log_status("link", e))
+        fs.link(&caller(auth), ino, dir, linkname.as_ref()).await.map(|_| ()).map_err(|e| self.status("link", e))
     }
 
     async fn commit(&self, _auth: &AuthContext, fileid: fileid3, _offset: u64, _count: u32) -> Result<writeverf3, nfsstat3> {
         let (object, _) = handle::split(fileid);
         let fs = self.fs(object).await?;
-        fs.flush().await.map_err(|e| log_status("commit", e))?;
+        fs.flush().await.map_err(|e| self.status("commit", e))?;
         Ok(self.boot_verifier)
     }
 

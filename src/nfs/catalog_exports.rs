@@ -35,4 +35,8 @@ impl Exports for Registry {
     async fn snapshots_of(&self, dataset: u64) -> Result<Vec<(String, u64)>, ExportError> {
         Registry::snapshots_of(self, dataset).await.map_err(export_error)
     }
+
+    fn reacquires_fenced(&self) -> bool {
+        Registry::reacquires_fenced(self)
+    }
 }

@@ -28,4 +28,9 @@ pub trait Exports: Send + Sync + 'static {
     async fn object_info(&self, object: u64) -> Result<ObjectInfo, ExportError>;
     /// (name, snapshot object id) of a dataset's read-only snapshots.
     async fn snapshots_of(&self, dataset: u64) -> Result<Vec<(String, u64)>, ExportError>;
+    /// Whether a dataset fenced by another writer is opened again on the next call (then a
+    /// fenced call is worth retrying).
+    fn reacquires_fenced(&self) -> bool {
+        false
+    }
 }

@@ -22,7 +22,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use object_store::{path::Path, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use slatedb::admin::Admin;
-use slatedb::config::{CheckpointOptions, CheckpointScope, DbReaderOptions, Settings};
+use slatedb::config::{DbReaderOptions, Settings};
 use slatedb::{CloneSourceSpec, Db, DbReader, DbReaderMode};
 use uuid::Uuid;
 
