@@ -128,9 +128,9 @@ pub fn start_slatefs(bin: &Path, dir: &Path, durability: &str) -> Result<Slatefs
 
 /// Whether this process is in a private network namespace with nothing but `lo`.
 pub fn in_private_netns() -> bool {
-    let names: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
-        .unwrap_or_default();
+    // /proc/self/net/dev is per network namespace (/sys/class/net is not, unless remounted).
+    let s = std::fs::read_to_string("/proc/self/net/dev").unwrap_or_default();
+    let names: Vec<&str> = s.lines().skip(2).filter_map(|l| l.split(':').next()).map(|n| n.trim()).collect();
     names == ["lo"]
 }
 

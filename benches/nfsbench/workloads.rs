@@ -335,7 +335,7 @@ pub fn disk_all(dir: &Path, p: &Params, log: &dyn Fn(&str)) -> Result<Figures> {
 
     // 1. sequential: pwrite from `seq_inflight` threads, then fsync; read after dropping the cache.
     let path = top.join("big");
-    let f = std::fs::File::create(&path)?;
+    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path)?;
     let buf = random_buf(req as usize, 1);
     let next = AtomicU64::new(0);
     let t = Instant::now();
