@@ -208,7 +208,9 @@ LOG {{
     let mut proc = Proc::spawn("ganesha", &mut cmd, dir.join("ganesha.stdout"))?;
     proc.log = dir.join("ganesha.log");
     proc.wait_port(nfs_port, Duration::from_secs(60))?;
-    Ok(Ganesha { _rpcbind: rpcb, proc, ep: Endpoint { nfs_port, mount_port, export: "/export".into() } })
+    // NFSv3 clients mount the export's Path (Pseudo is the NFSv4 name).
+    let export = dir.join("export").display().to_string();
+    Ok(Ganesha { _rpcbind: rpcb, proc, ep: Endpoint { nfs_port, mount_port, export } })
 }
 
 pub struct Zerofs {
