@@ -194,12 +194,7 @@ impl Filesystem {
     pub async fn checkpoint(&self, name: &str) -> FsResult<uuid::Uuid> {
         let db = self.backend.writer()?;
         self.flush().await?;
-        let opts = slatedb::config::CheckpointOptions {
-            lifetime: None,
-            source: None,
-            name: Some(name.to_string()),
-        };
-        Ok(db.create_checkpoint(slatedb::config::CheckpointScope::All, &opts).await?.id)
+        Ok(crate::store::Store::checkpoint(db, name).await?)
     }
 
     /// Flushes and closes the database; later calls fail.

@@ -22,7 +22,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use object_store::{path::Path, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use slatedb::admin::Admin;
-use slatedb::config::{DbReaderOptions, Settings};
+use slatedb::config::{CheckpointOptions, CheckpointScope, DbReaderOptions, Settings};
 use slatedb::{CloneSourceSpec, Db, DbReader, DbReaderMode};
 use uuid::Uuid;
 
@@ -210,6 +210,14 @@ impl Store {
             .build()
             .await
             .with_context(|| format!("cannot open checkpoint {checkpoint} of {path}"))
+    }
+
+    /// Takes a named checkpoint of an open database. Everything written before the call,
+    /// acknowledged or not, is in it (SlateDB flushes first). SlateDB's own error is kept so
+    /// that callers can tell a fenced writer from other failures.
+    pub async fn checkpoint(db: &Db, name: &str) -> Result<Uuid, slatedb::Error> {
+        let opts = CheckpointOptions { lifetime: None, source: None, name: Some(name.to_string()) };
+        Ok(db.create_checkpoint(CheckpointScope::All, &opts).await?.id)
     }
 
     pub async fn list_checkpoints(&self, path: &Path) -> Result<Vec<slatedb::Checkpoint>> {
