@@ -1,11 +1,53 @@
 //! Starts real `slatefs serve` processes for integration tests: free ports, a temporary store,
 //! kill -9, clean stop and restart on the same ports and store.
+//!
+//! `SLATEFS_TEST_STORE=s3` runs every server whose options name no store on S3 instead: a real
+//! S3 server (tests/support/s3.rs) in this process, one per such server, and a `[storage]`
+//! section with its endpoint and a credentials file put in front of the config file. A
+//! second server given the first one's `store_url` (and a config without `[storage]`) gets
+//! the same S3 settings and keeps the S3 server alive as long as it runs.
 #![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
+
+#[path = "s3.rs"]
+mod s3;
+
+/// A test S3 server and the `[storage]` section that reaches it.
+struct S3Store {
+    _server: s3::S3Server,
+    _dir: tempfile::TempDir,
+    storage_toml: String,
+}
+
+/// S3 stores by URL, so that a second server on the same store finds its settings.
+static S3_STORES: Mutex<Vec<(String, Weak<S3Store>)>> = Mutex::new(Vec::new());
+
+fn start_s3_store() -> (String, Arc<S3Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = s3::start_s3_blocking(&dir.path().join("s3"), s3::ServerOptions::default());
+    let cfg = server.storage_config("slatefs", dir.path());
+    let storage_toml = format!(
+        "[storage]\nurl = \"{}\"\nendpoint = \"{}\"\nregion = \"{}\"\nallow_http = true\npath_style = true\ncredentials_file = \"{}\"\n",
+        cfg.url,
+        server.endpoint,
+        server.region,
+        cfg.credentials_file.as_ref().unwrap().display()
+    );
+    let store = Arc::new(S3Store { _server: server, _dir: dir, storage_toml });
+    let mut all = S3_STORES.lock().unwrap();
+    all.retain(|(_, w)| w.strong_count() > 0);
+    all.push((cfg.url.clone(), Arc::downgrade(&store)));
+    (cfg.url, store)
+}
+
+fn find_s3_store(url: &str) -> Option<Arc<S3Store>> {
+    S3_STORES.lock().unwrap().iter().find(|(u, _)| u == url).and_then(|(_, w)| w.upgrade())
+}
 
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_slatefs")
@@ -35,6 +77,8 @@ pub struct Server {
     opts: ServerOptions,
     child: Option<Child>,
     starts: u32,
+    /// The S3 server under an S3 run (`SLATEFS_TEST_STORE=s3`).
+    s3: Option<Arc<S3Store>>,
 }
 
 impl Server {
@@ -42,14 +86,29 @@ impl Server {
         Server::start_with(ServerOptions::default())
     }
 
-    pub fn start_with(opts: ServerOptions) -> Server {
+    pub fn start_with(mut opts: ServerOptions) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let store_url = opts
-            .store_url
-            .clone()
-            .unwrap_or_else(|| format!("file://{}", dir.path().join("data").display()));
+        let has_storage = opts.config.as_deref().is_some_and(|c| c.contains("[storage]"));
+        let mut s3_store = None;
+        let store_url = match &opts.store_url {
+            Some(url) => {
+                if url.starts_with("s3://") && !has_storage {
+                    s3_store = find_s3_store(url);
+                }
+                url.clone()
+            }
+            None if s3::StoreKind::from_env() == s3::StoreKind::S3 && !has_storage => {
+                let (url, store) = start_s3_store();
+                s3_store = Some(store);
+                url
+            }
+            None => format!("file://{}", dir.path().join("data").display()),
+        };
+        if let Some(store) = &s3_store {
+            opts.config = Some(format!("{}\n{}", store.storage_toml, opts.config.as_deref().unwrap_or("")));
+        }
         let admin = format!("unix://{}", dir.path().join("admin.sock").display());
-        let mut s = Server { dir, nfs_port: free_port(), admin, store_url, opts, child: None, starts: 0 };
+        let mut s = Server { dir, nfs_port: free_port(), admin, store_url, opts, child: None, starts: 0, s3: s3_store };
         s.spawn();
         s
     }
