@@ -8,6 +8,7 @@
 mod csi;
 #[path = "support/nfs.rs"]
 mod nfs;
+use nfs::pattern;
 #[path = "support/server.rs"]
 mod server;
 
@@ -79,17 +80,6 @@ fn code<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) -> Cod
     }
 }
 
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 /// Writes `data` to a new file `name` in the root of export `/volume`.
 async fn write_file(port: u16, volume: &str, name: &str, data: &[u8]) {

@@ -8,17 +8,6 @@ mod server;
 use nfs::*;
 use server::{Server, ServerOptions};
 
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 fn mode_sattr(mode: u32) -> sattr3 {
     sattr_mode(mode)

@@ -32,17 +32,6 @@ use server::{Server, ServerOptions};
 
 const PREFIX: &str = "e2e";
 
-fn pattern(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 /// A config file body for `s3://<bucket>/<prefix>` on `s3`, credentials in a file under `dir`,
 /// with more `[storage]` lines and more sections.

@@ -19,6 +19,19 @@ pub struct Client {
     pub root: nfs_fh3,
 }
 
+/// Deterministic pseudo-random bytes (xorshift): test data that a bug cannot fake.
+pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 pub fn fh(data: &[u8]) -> nfs_fh3 {
     nfs_fh3 { data: Opaque::owned(data.to_vec()) }
 }
