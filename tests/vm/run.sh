@@ -392,6 +392,7 @@ main() {
 
     echo "==== VM end-to-end results ($(elapsed "$t0")s total) ===="
     printf '%s\n' "${RESULTS[@]}"
+    echo "vm: $(( ${#selected[@]} - failed )) passed, $failed failed"
     if [ "$failed" -eq 0 ] && [ -z "${VM_KEEP:-}" ] && [ -z "${VM_WORKDIR:-}" ]; then
         rm -rf "$RUN"
     else
