@@ -76,6 +76,10 @@ struct Args {
     /// Repetitions per snapshot/clone/CSI latency (the median is printed).
     #[arg(long, default_value_t = 5)]
     reps: usize,
+    /// Seconds to wait after filling a dataset before timing its snapshots (0: at once, the
+    /// snapshot then also pays for flushing what the fill left in memory).
+    #[arg(long, default_value_t = 0.0)]
+    snap_settle: f64,
     /// Open-dataset counts for the memory workload.
     #[arg(long, default_value = "1,10,100")]
     mem_counts: String,
@@ -219,7 +223,9 @@ fn main() -> Result<()> {
                 let r = rt.block_on(workloads::nfs_all(&s.ep, &p, &lg));
                 let rss = servers::rss_bytes(s.proc.pid()).unwrap_or(0);
                 notes.push(format!("{t}: server RSS after workloads 1–4: {} MiB", rss >> 20));
+                let st = Instant::now();
                 s.proc.stop();
+                notes.push(format!("{t}: SIGTERM to exit took {:.1} s (20 s limit, then SIGKILL)", st.elapsed().as_secs_f64()));
                 r.map_err(|e| anyhow!("{e:#}\n{}", s.proc.log_tail()))
             }
             "ganesha" => {
@@ -360,7 +366,7 @@ fn main() -> Result<()> {
             Some(bin) => {
                 if !a.skip_snap {
                     log(&format!("=== snapshots and clones (load {}) ===", loadavg()));
-                    match snapshots(&rt, &bin, &work.join("snap"), &snap_mib, &p, a.reps) {
+                    match snapshots(&rt, &bin, &work.join("snap"), &snap_mib, &p, a.reps, a.snap_settle) {
                         Ok(lines) => lines.iter().for_each(|l| rep.line(l)),
                         Err(e) => rep.line(&format!("Snapshot/clone/CSI workload failed: {e:#}")),
                     }
@@ -410,7 +416,7 @@ fn main() -> Result<()> {
 
 /// Workload 5: snapshot / clone latency through the CLI at several dataset sizes, and CSI
 /// CreateVolume / CreateSnapshot / CreateVolume-from-snapshot through the CSI socket.
-fn snapshots(rt: &tokio::runtime::Runtime, bin: &Path, dir: &Path, sizes: &[u64], p: &Params, reps: usize) -> Result<Vec<String>> {
+fn snapshots(rt: &tokio::runtime::Runtime, bin: &Path, dir: &Path, sizes: &[u64], p: &Params, reps: usize, settle: f64) -> Result<Vec<String>> {
     let mut s = servers::start_slatefs(bin, dir, "sync")?;
     let admin = s.admin.clone();
     let cli = |args: &[&str]| -> Result<Duration> {
@@ -419,7 +425,7 @@ fn snapshots(rt: &tokio::runtime::Runtime, bin: &Path, dir: &Path, sizes: &[u64]
         run_cli(bin, &v).map(|x| x.0)
     };
     let mut out = vec![
-        "### Snapshot and clone latency (slatefs, sync; CLI wall time, median of reps)".to_string(),
+        format!("### Snapshot and clone latency (slatefs, sync; CLI wall time, median of {reps}; timed {})", if settle > 0.0 { format!("{settle} s after the fill") } else { "right after the fill".into() }),
         String::new(),
         "| dataset size | fill (MB/s) | snapshot --readonly (ms) | clone from snapshot (ms) | writable snapshot (ms) |".into(),
         "|---:|---:|---:|---:|---:|".into(),
@@ -430,6 +436,7 @@ fn snapshots(rt: &tokio::runtime::Runtime, bin: &Path, dir: &Path, sizes: &[u64]
         cli(&["create", &ds])?;
         let ep = Endpoint { export: format!("/{ds}"), ..s.ep.clone() };
         let fill = rt.block_on(workloads::nfs_fill(&ep, "data", mib << 20, p.seq_req, p.seq_inflight))?;
+        std::thread::sleep(Duration::from_secs_f64(settle));
         let (mut sn, mut cl, mut ws) = (vec![], vec![], vec![]);
         for r in 0..reps {
             let snap = format!("{ds}-s{r}");
