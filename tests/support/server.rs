@@ -30,7 +30,11 @@ static S3_STORES: Mutex<Vec<(String, Weak<S3Store>)>> = Mutex::new(Vec::new());
 fn start_s3_store() -> (String, Arc<S3Store>) {
     let dir = tempfile::tempdir().unwrap();
     let server = s3::start_s3_blocking(&dir.path().join("s3"), s3::ServerOptions::default());
-    let cfg = server.storage_config("slatefs", dir.path());
+    // A prefix of its own per S3 server: a second server on "the same store" is matched to
+    // its S3 server by URL, and tests run in parallel.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let prefix = format!("slatefs-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+    let cfg = server.storage_config(&prefix, dir.path());
     let storage_toml = format!(
         "[storage]\nurl = \"{}\"\nendpoint = \"{}\"\nregion = \"{}\"\nallow_http = true\npath_style = true\ncredentials_file = \"{}\"\n",
         cfg.url,
@@ -219,5 +223,14 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+        // A failing test takes its server's log with it otherwise (the temp dir goes).
+        if std::thread::panicking() {
+            let logs = self.logs();
+            let tail: Vec<&str> = logs.lines().rev().take(60).collect();
+            eprintln!("--- last lines of the slatefs serve log (port {}) ---", self.nfs_port);
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
