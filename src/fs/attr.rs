@@ -28,13 +28,11 @@ impl Filesystem {
         self.writable()?;
         // Directory inodes change under the namespace lock, everything else under its stripe.
         let probe = self.load(ino).await?;
-        let _ns;
-        let _st;
-        if probe.kind == Kind::Dir {
-            _ns = self.namespace.lock().await;
+        let guard = if probe.kind == Kind::Dir {
+            self.namespace.lock().await
         } else {
-            _st = self.stripe(ino).lock().await;
-        }
+            self.stripe(ino).lock().await
+        };
         let mut inode = self.load(ino).await?;
         let now = Time::now();
         let mut changed = false;
@@ -117,7 +115,9 @@ impl Filesystem {
         if changed {
             inode.ctime = now;
             batch.put(codec::inode_key(ino), inode.encode());
-            self.commit(batch, Delta { bytes: delta, inodes: 0 }).await?;
+            let seq = self.commit(batch, Delta { bytes: delta, inodes: 0 }).await?;
+            drop(guard);
+            self.settle(seq).await?;
         }
         Ok(inode)
     }

@@ -99,7 +99,9 @@ impl Filesystem {
             }
         }
         batch.put(codec::inode_key(ino), inode.encode());
-        self.commit(batch, Delta { bytes: delta, inodes: 0 }).await?;
+        let seq = self.commit(batch, Delta { bytes: delta, inodes: 0 }).await?;
+        drop(_g);
+        self.settle(seq).await?;
         Ok(inode)
     }
 

@@ -239,27 +239,31 @@ impl Filesystem {
     }
 
     /// Applies a batch atomically together with the usage figures it changes, refusing it
-    /// whole when it would take the dataset past its quota; then waits for durability as the
-    /// durability mode says.
-    async fn commit(&self, mut batch: WriteBatch, delta: Delta) -> FsResult<()> {
+    /// whole when it would take the dataset past its quota. Returns the batch's sequence
+    /// number for [`Filesystem::settle`], which the caller awaits after releasing its locks so
+    /// that concurrent callers share WAL flushes.
+    async fn commit(&self, mut batch: WriteBatch, delta: Delta) -> FsResult<u64> {
         let db = self.writable()?;
-        let seq = {
-            let mut sb = self.counters.lock().await;
-            let mut next = *sb;
-            next.used_bytes = apply(sb.used_bytes, delta.bytes);
-            next.used_inodes = apply(sb.used_inodes, delta.inodes);
-            if let Some(quota) = self.quota() {
-                if delta.bytes > 0 && next.used_bytes > quota {
-                    return Err(FsError::NoSpace);
-                }
+        let mut sb = self.counters.lock().await;
+        let mut next = *sb;
+        next.used_bytes = apply(sb.used_bytes, delta.bytes);
+        next.used_inodes = apply(sb.used_inodes, delta.inodes);
+        if let Some(quota) = self.quota() {
+            if delta.bytes > 0 && next.used_bytes > quota {
+                return Err(FsError::NoSpace);
             }
-            batch.put(codec::superblock_key(), next.encode());
-            let handle = db.write_with_options(batch, &WriteOptions::default()).await?;
-            *sb = next;
-            self.committer.note_written(handle.seqnum());
-            handle.seqnum()
-        };
-        self.committer.settle(db, seq).await
+        }
+        batch.put(codec::superblock_key(), next.encode());
+        let handle = db.write_with_options(batch, &WriteOptions::default()).await?;
+        *sb = next;
+        self.committer.note_written(handle.seqnum());
+        Ok(handle.seqnum())
+    }
+
+    /// Waits until the batch `seq` is as durable as the durability mode promises: the reply
+    /// to the client may go once this returns.
+    async fn settle(&self, seq: u64) -> FsResult<()> {
+        self.committer.settle(self.writable()?, seq).await
     }
 }
 

@@ -156,7 +156,9 @@ impl Filesystem {
         d.ctime = now;
         batch.put(codec::inode_key(ino), inode.encode());
         batch.put(codec::inode_key(dir), d.encode());
-        self.commit(batch, Delta { bytes: 0, inodes: 1 }).await?;
+        let seq = self.commit(batch, Delta { bytes: 0, inodes: 1 }).await?;
+        drop(_ns);
+        self.settle(seq).await?;
         Ok(inode)
     }
 
@@ -197,7 +199,9 @@ impl Filesystem {
         d.ctime = now;
         batch.put(codec::inode_key(target), t.encode());
         batch.put(codec::inode_key(dir), d.encode());
-        self.commit(batch, Delta::default()).await?;
+        let seq = self.commit(batch, Delta::default()).await?;
+        drop((_t, _ns));
+        self.settle(seq).await?;
         Ok(t)
     }
 
@@ -255,7 +259,9 @@ impl Filesystem {
         d.ctime = now;
         batch.put(codec::inode_key(dir), d.encode());
         let (delta, orphaned) = Self::release_link(&mut batch, c, now);
-        self.commit(batch, delta).await?;
+        let seq = self.commit(batch, delta).await?;
+        drop((_c, _ns));
+        self.settle(seq).await?;
         if orphaned {
             self.purge_wake.notify_one();
         }
@@ -369,7 +375,9 @@ impl Filesystem {
             batch.put(codec::inode_key(to_dir), t.encode());
         }
         batch.put(codec::inode_key(src_ino), src.encode());
-        self.commit(batch, delta).await?;
+        let seq = self.commit(batch, delta).await?;
+        drop((_g1, _g2, _ns));
+        self.settle(seq).await?;
         if orphaned {
             self.purge_wake.notify_one();
         }
