@@ -81,19 +81,9 @@ impl Plugin {
 
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else { return true };
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.success();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        match self.child.take() {
+            Some(child) => crate::server::terminate(child),
+            None => true,
         }
     }
 

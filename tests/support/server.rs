@@ -57,6 +57,24 @@ pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_slatefs")
 }
 
+/// SIGTERM, then wait up to a minute for a clean exit (SIGKILL after that); returns whether
+/// the process exited successfully.
+pub fn terminate(mut child: Child) -> bool {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.success();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -192,19 +210,9 @@ impl Server {
 
     /// SIGTERM and wait for a clean exit; returns whether it exited successfully.
     pub fn stop(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else { return true };
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status.success();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        match self.child.take() {
+            Some(child) => terminate(child),
+            None => true,
         }
     }
 
