@@ -1,8 +1,8 @@
 //! SETATTR: mode, owner, size and times, with the ctime/mtime rules of POSIX.
 
-use slatedb::WriteBatch;
+use super::changes::Changes;
 
-use super::codec::{self, Inode, Kind, Time};
+use super::codec::{Inode, Kind, Time};
 use super::error::{FsError, FsResult};
 use super::perm::{self, Caller, WRITE};
 use super::{Delta, Filesystem};
@@ -36,7 +36,7 @@ impl Filesystem {
         let mut inode = self.load(ino).await?;
         let now = Time::now();
         let mut changed = false;
-        let mut batch = WriteBatch::new();
+        let mut batch = Changes::new();
         let mut delta = 0i64;
 
         if attr.uid.is_some() || attr.gid.is_some() {
@@ -114,7 +114,7 @@ impl Filesystem {
         }
         if changed {
             inode.ctime = now;
-            batch.put(codec::inode_key(ino), inode.encode());
+            batch.put_inode(&inode);
             let seq = self.commit(batch, Delta { bytes: delta, inodes: 0 }).await?;
             drop(guard);
             self.settle(seq).await?;

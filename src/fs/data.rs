@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
-use slatedb::WriteBatch;
+use super::changes::Changes;
 
 use super::codec::{self, Inode, Kind, Time};
 use super::error::{FsError, FsResult};
@@ -82,7 +82,7 @@ impl Filesystem {
         }
         perm::check_data(caller, &inode, WRITE)?;
         let now = Time::now();
-        let mut batch = WriteBatch::new();
+        let mut batch = Changes::new();
         let mut delta = 0i64;
         if !data.is_empty() {
             delta = self.write_chunks(&mut batch, &inode, offset, data).await?;
@@ -98,7 +98,7 @@ impl Filesystem {
                 inode.mode &= !0o2000;
             }
         }
-        batch.put(codec::inode_key(ino), inode.encode());
+        batch.put_inode(&inode);
         let seq = self.commit(batch, Delta { bytes: delta, inodes: 0 }).await?;
         drop(_g);
         self.settle(seq).await?;
@@ -108,7 +108,7 @@ impl Filesystem {
     /// Puts the new chunks into `batch` and returns the change in stored bytes.
     async fn write_chunks(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Changes,
         inode: &Inode,
         offset: u64,
         data: &[u8],
@@ -167,7 +167,7 @@ impl Filesystem {
     /// bytes. The caller holds the inode's stripe lock and writes the inode.
     pub(super) async fn resize(
         &self,
-        batch: &mut WriteBatch,
+        batch: &mut Changes,
         inode: &mut Inode,
         size: u64,
     ) -> FsResult<i64> {

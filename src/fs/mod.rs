@@ -8,10 +8,12 @@
 
 mod attr;
 mod backend;
+mod changes;
 pub mod codec;
 mod commit;
 mod data;
 pub mod error;
+mod inode_cache;
 mod namespace;
 pub mod perm;
 
@@ -21,6 +23,9 @@ use std::time::Duration;
 
 use slatedb::config::WriteOptions;
 use slatedb::{Db, DbReader, WriteBatch};
+
+use changes::Changes;
+use inode_cache::InodeCache;
 use tokio::sync::{Mutex, Notify};
 
 pub use backend::Backend;
@@ -73,6 +78,7 @@ pub struct Filesystem {
     committer: commit::Committer,
     chunk_size: u64,
     counters: Mutex<Superblock>,
+    inodes: InodeCache,
     namespace: Mutex<()>,
     stripes: Vec<Mutex<()>>,
     /// 0 means no quota.
@@ -116,6 +122,7 @@ impl Filesystem {
             committer: commit::Committer::new(mode),
             chunk_size: sb.chunk_size as u64,
             counters: Mutex::new(sb),
+            inodes: InodeCache::new(),
             namespace: Mutex::new(()),
             stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             quota: AtomicU64::new(0),
@@ -232,8 +239,16 @@ impl Filesystem {
         if ino == 0 || ino > MAX_INO {
             return Err(FsError::Stale);
         }
+        let ticket = match self.inodes.get(ino) {
+            Ok(inode) => return Ok(inode),
+            Err(ticket) => ticket,
+        };
         match self.backend.get(&codec::inode_key(ino)).await? {
-            Some(v) => Inode::decode(ino, &v),
+            Some(v) => {
+                let inode = Inode::decode(ino, &v)?;
+                self.inodes.fill(ticket, &inode);
+                Ok(inode)
+            }
             None => Err(FsError::Stale),
         }
     }
@@ -242,7 +257,8 @@ impl Filesystem {
     /// whole when it would take the dataset past its quota. Returns the batch's sequence
     /// number for [`Filesystem::settle`], which the caller awaits after releasing its locks so
     /// that concurrent callers share WAL flushes.
-    async fn commit(&self, mut batch: WriteBatch, delta: Delta) -> FsResult<u64> {
+    async fn commit(&self, changes: Changes, delta: Delta) -> FsResult<u64> {
+        let Changes { mut batch, inodes } = changes;
         let db = self.writable()?;
         let mut sb = self.counters.lock().await;
         let mut next = *sb;
@@ -256,6 +272,7 @@ impl Filesystem {
         batch.put(codec::superblock_key(), next.encode());
         let handle = db.write_with_options(batch, &WriteOptions::default()).await?;
         *sb = next;
+        self.inodes.apply(&inodes);
         self.committer.note_written(handle.seqnum());
         Ok(handle.seqnum())
     }

@@ -1,9 +1,9 @@
 //! Names: lookup, create, link, unlink, rename and directory listing.
 
-use slatedb::WriteBatch;
 use tokio::sync::MutexGuard;
 
 use super::backend::prefix_range;
+use super::changes::Changes;
 use super::codec::{self, Inode, Kind, Time, FIRST_ENTRY_COOKIE};
 use super::error::{FsError, FsResult};
 use super::perm::{self, Caller, EXEC, WRITE};
@@ -147,29 +147,29 @@ impl Filesystem {
             next_cookie: FIRST_ENTRY_COOKIE,
             symlink: node.symlink,
         };
-        let mut batch = WriteBatch::new();
+        let mut batch = Changes::new();
         self.add_entry(&mut batch, &mut d, name, ino);
         if node.kind == Kind::Dir {
             d.nlink += 1;
         }
         d.mtime = now;
         d.ctime = now;
-        batch.put(codec::inode_key(ino), inode.encode());
-        batch.put(codec::inode_key(dir), d.encode());
+        batch.put_inode(&inode);
+        batch.put_inode(&d);
         let seq = self.commit(batch, Delta { bytes: 0, inodes: 1 }).await?;
         drop(_ns);
         self.settle(seq).await?;
         Ok(inode)
     }
 
-    fn add_entry(&self, batch: &mut WriteBatch, dir: &mut Inode, name: &[u8], child: u64) {
+    fn add_entry(&self, batch: &mut Changes, dir: &mut Inode, name: &[u8], child: u64) {
         let cookie = dir.next_cookie;
         dir.next_cookie += 1;
         batch.put(codec::dirent_key(dir.ino, name), codec::encode_dirent(cookie, child));
         batch.put(codec::cookie_key(dir.ino, cookie), codec::encode_cookie_entry(child, name));
     }
 
-    fn drop_entry(batch: &mut WriteBatch, dir: u64, name: &[u8], cookie: u64) {
+    fn drop_entry(batch: &mut Changes, dir: u64, name: &[u8], cookie: u64) {
         batch.delete(codec::dirent_key(dir, name));
         batch.delete(codec::cookie_key(dir, cookie));
     }
@@ -191,14 +191,14 @@ impl Filesystem {
             return Err(FsError::Invalid("too many links"));
         }
         let now = Time::now();
-        let mut batch = WriteBatch::new();
+        let mut batch = Changes::new();
         self.add_entry(&mut batch, &mut d, name, target);
         t.nlink += 1;
         t.ctime = now;
         d.mtime = now;
         d.ctime = now;
-        batch.put(codec::inode_key(target), t.encode());
-        batch.put(codec::inode_key(dir), d.encode());
+        batch.put_inode(&t);
+        batch.put_inode(&d);
         let seq = self.commit(batch, Delta::default()).await?;
         drop((_t, _ns));
         self.settle(seq).await?;
@@ -250,14 +250,14 @@ impl Filesystem {
         }
         perm::check_unlink(caller, &d, &c)?;
         let now = Time::now();
-        let mut batch = WriteBatch::new();
+        let mut batch = Changes::new();
         Self::drop_entry(&mut batch, dir, name, cookie);
         if c.kind == Kind::Dir {
             d.nlink -= 1;
         }
         d.mtime = now;
         d.ctime = now;
-        batch.put(codec::inode_key(dir), d.encode());
+        batch.put_inode(&d);
         let (delta, orphaned) = Self::release_link(&mut batch, c, now);
         let seq = self.commit(batch, delta).await?;
         drop((_c, _ns));
@@ -270,14 +270,14 @@ impl Filesystem {
 
     /// Drops one link to `c`; when it was the last, the inode goes and its data is handed to
     /// the background purge. Returns the usage change and whether an orphan was recorded.
-    fn release_link(batch: &mut WriteBatch, mut c: Inode, now: Time) -> (Delta, bool) {
+    fn release_link(batch: &mut Changes, mut c: Inode, now: Time) -> (Delta, bool) {
         if c.kind != Kind::Dir && c.nlink > 1 {
             c.nlink -= 1;
             c.ctime = now;
-            batch.put(codec::inode_key(c.ino), c.encode());
+            batch.put_inode(&c);
             return (Delta::default(), false);
         }
-        batch.delete(codec::inode_key(c.ino));
+        batch.delete_inode(c.ino);
         let orphaned = c.kind == Kind::File && c.stored > 0;
         if orphaned {
             batch.put(codec::orphan_key(c.ino), bytes::Bytes::from_static(&[codec::FORMAT_V1]));
@@ -343,7 +343,7 @@ impl Filesystem {
         }
 
         let now = Time::now();
-        let mut batch = WriteBatch::new();
+        let mut batch = Changes::new();
         let mut delta = Delta::default();
         let mut orphaned = false;
         Self::drop_entry(&mut batch, from_dir, from, src_cookie);
@@ -370,11 +370,11 @@ impl Filesystem {
         fd.mtime = now;
         fd.ctime = now;
         src.ctime = now;
-        batch.put(codec::inode_key(from_dir), fd.encode());
+        batch.put_inode(&fd);
         if let Some(t) = &td {
-            batch.put(codec::inode_key(to_dir), t.encode());
+            batch.put_inode(&t);
         }
-        batch.put(codec::inode_key(src_ino), src.encode());
+        batch.put_inode(&src);
         let seq = self.commit(batch, delta).await?;
         drop((_g1, _g2, _ns));
         self.settle(seq).await?;
