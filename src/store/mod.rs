@@ -212,12 +212,15 @@ impl Store {
             .with_context(|| format!("cannot open checkpoint {checkpoint} of {path}"))
     }
 
-    /// Takes a named checkpoint of an open database. Everything written before the call,
-    /// acknowledged or not, is in it (SlateDB flushes first). SlateDB's own error is kept so
-    /// that callers can tell a fenced writer from other failures.
+    /// Takes a named checkpoint of an open database holding everything durable in it: callers
+    /// flush the WAL first, so that is everything written before the call. The `Durable`
+    /// scope records the WAL position in the checkpoint (readers and clones replay the WAL up
+    /// to it) instead of first turning the memtable into an L0 table, which is what keeps a
+    /// snapshot taken right after a large write as quick as any other. SlateDB's own error is
+    /// kept so that callers can tell a fenced writer from other failures.
     pub async fn checkpoint(db: &Db, name: &str) -> Result<Uuid, slatedb::Error> {
         let opts = CheckpointOptions { lifetime: None, source: None, name: Some(name.to_string()) };
-        Ok(db.create_checkpoint(CheckpointScope::All, &opts).await?.id)
+        Ok(db.create_checkpoint(CheckpointScope::Durable, &opts).await?.id)
     }
 
     pub async fn list_checkpoints(&self, path: &Path) -> Result<Vec<slatedb::Checkpoint>> {
