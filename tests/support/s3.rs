@@ -14,6 +14,10 @@
 //! - s3s-fs's own binary does not set TCP_NODELAY: with Nagle + delayed ACK every GET on a reused
 //!   connection stalls ~40 ms. Accepted sockets get TCP_NODELAY here.
 //!
+//! Every server counts the requests it receives by class (PUT/GET/HEAD/LIST/DELETE/POST) and the
+//! object bytes moved: [`S3Server::requests`] in process, `GET /_requests` (JSON) over HTTP for
+//! a server in another process (the benchmark reads it before and after each workload).
+//!
 //! `ServerOptions::honour_conditions = false` makes a server that ignores `If-None-Match` and
 //! `If-Match` and overwrites (as Garage 2.5 does): a real misbehaving server for the start-up
 //! check that refuses such stores.
@@ -33,6 +37,13 @@ use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, S3};
 use tokio::sync::RwLock;
+
+// Request accounting (a layer in front of s3s): its own file to keep this one readable.
+#[path = "s3_requests.rs"]
+mod requests;
+#[allow(unused_imports)] // each test binary uses a different part
+pub use requests::{RequestCounts, RequestSnapshot, REQUESTS_PATH};
+use requests::Counted;
 
 pub const DEFAULT_BUCKET: &str = "slatefs-test";
 pub const DEFAULT_ACCESS_KEY: &str = "slatefs-test-access";
@@ -75,6 +86,8 @@ pub struct S3Server {
     pub region: String,
     /// The directory the objects live in (`<dir>/<bucket>/<key>`).
     pub dir: PathBuf,
+    /// What this server has received so far.
+    pub requests: Arc<RequestCounts>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -173,6 +186,8 @@ pub fn start_s3_blocking(dir: &Path, opts: ServerOptions) -> S3Server {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let root = dir.clone();
     let o = opts.clone();
+    let requests = Arc::new(RequestCounts::default());
+    let counts = requests.clone();
     let thread = std::thread::Builder::new()
         .name(format!("s3-server-{}", addr.port()))
         .spawn(move || {
@@ -184,7 +199,7 @@ pub fn start_s3_blocking(dir: &Path, opts: ServerOptions) -> S3Server {
                 .expect("S3 server runtime");
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-                serve(listener, root, o, async {
+                serve_counted(listener, root, o, counts, async {
                     let _ = rx.await;
                 })
                 .await
@@ -201,6 +216,7 @@ pub fn start_s3_blocking(dir: &Path, opts: ServerOptions) -> S3Server {
         secret_key: opts.secret_key,
         region: REGION.to_string(),
         dir,
+        requests,
         shutdown: Some(tx),
         thread: Some(thread),
     }
@@ -211,6 +227,17 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     root: PathBuf,
     opts: ServerOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_counted(listener, root, opts, Arc::default(), shutdown).await
+}
+
+/// [`serve`], counting what it receives in `counts`.
+pub async fn serve_counted(
+    listener: tokio::net::TcpListener,
+    root: PathBuf,
+    opts: ServerOptions,
+    counts: Arc<RequestCounts>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
     std::fs::create_dir_all(root.join(&opts.bucket))?;
@@ -226,7 +253,7 @@ pub async fn serve(
             opts.access_key.clone(),
             opts.secret_key.clone(),
         ));
-        b.build()
+        hyper_util::service::TowerToHyperService::new(Counted { inner: b.build(), counts })
     };
     let http = ConnBuilder::new(TokioExecutor::new());
     let mut shutdown = std::pin::pin!(shutdown);

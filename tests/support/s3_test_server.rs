@@ -9,6 +9,12 @@
 //!
 //!   S3 endpoint=http://127.0.0.1:P bucket=B access_key=K secret_key=S region=us-east-1
 //!
+//! Requests received, by class, and object bytes moved (tests/support/s3_requests.rs):
+//! `curl http://127.0.0.1:P/_requests` gives them as JSON at any moment, and the server prints
+//! them as its last line when it exits on stdin EOF:
+//!
+//!   S3 requests {"put":…,"get":…,"head":…,"list":…,"delete":…,"post":…,"other":…,"bytes_in":…,"bytes_out":…}
+//!
 //! See tests/support/s3.rs for what the server is (s3s + s3s-fs with per-key write locks and
 //! TCP_NODELAY) and why.
 
@@ -54,7 +60,9 @@ fn main() {
     if exit_on_eof {
         let mut sink = Vec::new();
         let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        let counts = serde_json::to_string(&server.requests.snapshot()).expect("counts as JSON");
         drop(server);
+        println!("S3 requests {counts}");
     } else {
         loop {
             std::thread::park();
