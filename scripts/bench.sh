@@ -2,11 +2,14 @@
 # One command for the NFS benchmark: builds slatefs and the benchmark (release), installs the
 # peers, runs every workload against slatefs (sync, async), nfs-ganesha, ZeroFS and the disk in
 # one private network + mount namespace (nfs-ganesha needs rpcbind; a tmpfs on /run keeps it
-# away from the host's), and prints the tables.
+# away from the host's), and prints the tables. The S3 rows run slatefs (sync, async) and ZeroFS
+# on the tests' S3 server (tests/support/s3_test_server.rs, a process in the same namespace),
+# with the requests it received per workload.
 #
-#   scripts/bench.sh [--quick] [--write] [--no-install] [-- NFSBENCH-ARGS...]
+#   scripts/bench.sh [--quick] [--stores local|s3|all] [--write] [--no-install] [-- NFSBENCH-ARGS...]
 #
 #   --quick       ~10x smaller sizes (smoke run)
+#   --stores      local: disk, ganesha and the servers on local stores; s3: the S3 rows; all (default)
 #   --write       also put the machine description and the tables into BENCHMARKS.md (between
 #                 the RESULTS markers)
 #   --no-install  do not run scripts/install-peers.sh
@@ -15,10 +18,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
-quick=() write=0 install=1 extra=()
+quick=() stores=all write=0 install=1 extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --quick) quick=(--quick) ;;
+        --stores)
+            shift
+            case "${1:-}" in local|s3|all) stores=$1 ;; *) echo "--stores takes local, s3 or all" >&2; exit 2 ;; esac ;;
         --write) write=1 ;;
         --no-install) install=0 ;;
         --) shift; extra=("$@"); break ;;
@@ -29,6 +35,9 @@ done
 
 echo "== build" >&2
 cargo build --release --bin slatefs >&2
+if [ "$stores" != local ]; then
+    cargo build --release --example s3_test_server >&2
+fi
 bench_exe=$(cargo bench --bench nfsbench --no-run --message-format=json 2>/dev/null \
     | grep -o '"executable":"[^"]*nfsbench[^"]*"' | tail -1 | sed 's/"executable":"\(.*\)"/\1/')
 [ -x "$bench_exe" ] || { echo "cannot find the nfsbench executable" >&2; exit 1; }
@@ -43,6 +52,9 @@ work=$(mktemp -d /var/tmp/nfsbench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 cp target/release/slatefs "$work/slatefs"
 cp "$bench_exe" "$work/nfsbench"
+if [ "$stores" != local ]; then
+    cp target/release/examples/s3_test_server "$work/s3_test_server"
+fi
 export PATH="$PATH:${CARGO_HOME:-$HOME/.cargo}/bin:/usr/sbin:/sbin"
 
 machine() {
@@ -62,12 +74,13 @@ unshare --net --mount --fork bash -c '
     ip link set lo up
     mount -t tmpfs tmpfs /run
     exec "$0" "$@"' \
-    "$work/nfsbench" --slatefs "$work/slatefs" --work "$work/data" --out "$work/results.md" "${quick[@]}" "${extra[@]}"
+    "$work/nfsbench" --slatefs "$work/slatefs" --s3-server "$work/s3_test_server" --stores "$stores" \
+    --work "$work/data" --out "$work/results.md" "${quick[@]}" "${extra[@]}"
 
 cat "$work/machine.md"
 
 if [ $write -eq 1 ]; then
-    cmd="scripts/bench.sh${quick:+ --quick}${extra:+ -- ${extra[*]}}"
+    cmd="scripts/bench.sh${quick:+ --quick}$([ "$stores" = all ] || echo " --stores $stores")${extra:+ -- ${extra[*]}}"
     {
         echo "<!-- BEGIN RESULTS (written by scripts/bench.sh --write) -->"
         echo

@@ -2,26 +2,33 @@
 //! snapshot/clone/CSI latency and idle memory of slatefs. Prints markdown tables; every figure is
 //! measured in this run. Not a test: it asserts nothing about time.
 //!
-//!   cargo bench --bench nfsbench -- [--quick] [--targets disk,slatefs-sync,slatefs-async,ganesha,zerofs]
+//!   cargo bench --bench nfsbench -- [--quick] [--stores local|s3|all] [--targets disk,slatefs-sync,…]
+//!
+//! The `-s3` targets run slatefs (sync, async) and ZeroFS on the tests' S3 server, started as a
+//! process (`cargo build --release --example s3_test_server`), one fresh server per target; the
+//! server counts every request it receives, and the tables give them per workload.
 //!
 //! nfs-ganesha needs rpcbind, so it only runs inside a private network + mount namespace:
 //! `scripts/bench.sh` runs the whole benchmark (servers and client) in one.
 
 mod client;
+mod report;
+mod s3;
 mod servers;
+mod slatefs_only;
 mod workloads;
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
-use client::Endpoint;
+use report::{Cell, ReqRow, Report};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 use workloads::{Params, ROWS};
 
-const ALL_TARGETS: &[&str] = &["disk", "slatefs-sync", "slatefs-async", "ganesha", "zerofs"];
+const ALL_TARGETS: &[&str] =
+    &["disk", "slatefs-sync", "slatefs-async", "ganesha", "zerofs", "slatefs-sync-s3", "slatefs-async-s3", "zerofs-s3"];
 
 #[derive(Parser, Debug)]
 #[command(about = "NFSv3 benchmark: slatefs against nfs-ganesha, ZeroFS and the disk")]
@@ -29,9 +36,20 @@ struct Args {
     /// About 10x smaller sizes everywhere (a smoke run).
     #[arg(long)]
     quick: bool,
-    /// Comma-separated: disk, slatefs-sync, slatefs-async, ganesha, zerofs.
-    #[arg(long, default_value = "disk,slatefs-sync,slatefs-async,ganesha,zerofs")]
+    /// Comma-separated: disk, slatefs-sync, slatefs-async, ganesha, zerofs (local stores),
+    /// slatefs-sync-s3, slatefs-async-s3, zerofs-s3 (on the tests' S3 server).
+    #[arg(long, default_value = "disk,slatefs-sync,slatefs-async,ganesha,zerofs,slatefs-sync-s3,slatefs-async-s3,zerofs-s3")]
     targets: String,
+    /// Which of --targets to run: local, s3 (the -s3 ones; also skips the snapshot and memory
+    /// workloads, which use a local store) or all.
+    #[arg(long, default_value = "all", value_parser = ["local", "s3", "all"])]
+    stores: String,
+    /// The tests' S3 server executable (`cargo build --release --example s3_test_server`).
+    #[arg(long, default_value = "target/release/examples/s3_test_server")]
+    s3_server: String,
+    /// On-disk read cache of slatefs and of ZeroFS on S3, GiB each.
+    #[arg(long, default_value_t = 2.0)]
+    s3_cache_gib: f64,
     /// Work directory (stores, exports); on the disk being measured. Default /var/tmp/nfsbench-PID.
     #[arg(long)]
     work: Option<PathBuf>,
@@ -95,11 +113,6 @@ struct Args {
     bench: bool,
 }
 
-enum Cell {
-    Val(f64),
-    Missing(String),
-}
-
 fn log(msg: &str) {
     eprintln!("[nfsbench {}] {msg}", chrono::Local::now().format("%H:%M:%S"));
 }
@@ -115,54 +128,6 @@ fn fmt_num(v: f64) -> String {
         format!("{:.1}", v)
     } else {
         format!("{:.2}", v)
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    if v.is_empty() {
-        f64::NAN
-    } else {
-        v[v.len() / 2]
-    }
-}
-
-fn run_cli(bin: &Path, args: &[&str]) -> Result<(Duration, String)> {
-    let t = Instant::now();
-    let out = Command::new(bin).args(args).output().with_context(|| format!("run {bin:?}"))?;
-    let d = t.elapsed();
-    if !out.status.success() {
-        bail!("{} {}: {}{}", bin.display(), args.join(" "), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    }
-    Ok((d, String::from_utf8_lossy(&out.stdout).into_owned()))
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
-
-fn find_key(v: &serde_json::Value, key: &str) -> Option<String> {
-    match v {
-        serde_json::Value::Object(m) => {
-            if let Some(serde_json::Value::String(s)) = m.get(key) {
-                return Some(s.clone());
-            }
-            m.values().find_map(|x| find_key(x, key))
-        }
-        serde_json::Value::Array(a) => a.iter().find_map(|x| find_key(x, key)),
-        _ => None,
-    }
-}
-
-struct Report {
-    md: String,
-}
-
-impl Report {
-    fn line(&mut self, s: &str) {
-        println!("{s}");
-        self.md.push_str(s);
-        self.md.push('\n');
     }
 }
 
@@ -191,12 +156,17 @@ fn main() -> Result<()> {
         .collect::<Result<_, _>>()
         .context("--snap-mib")?;
     let mem_counts: Vec<usize> = a.mem_counts.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>().context("--mem-counts")?;
-    let targets: Vec<String> = a.targets.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+    let mut targets: Vec<String> = a.targets.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
     for t in &targets {
         if !ALL_TARGETS.contains(&t.as_str()) {
             bail!("unknown target {t}; known: {}", ALL_TARGETS.join(","));
         }
     }
+    targets.retain(|t| match a.stores.as_str() {
+        "local" => !t.ends_with("-s3"),
+        "s3" => t.ends_with("-s3"),
+        _ => true,
+    });
     let work = a.work.clone().unwrap_or_else(|| PathBuf::from(format!("/var/tmp/nfsbench-{}", std::process::id())));
     std::fs::create_dir_all(&work)?;
     let work = work.canonicalize()?;
@@ -205,7 +175,8 @@ fn main() -> Result<()> {
 
     let started = chrono::Local::now();
     let mut rep = Report { md: String::new() };
-    let mut results: BTreeMap<String, BTreeMap<&'static str, Cell>> = BTreeMap::new();
+    let mut results = report::Results::new();
+    let mut reqs: BTreeMap<String, Vec<ReqRow>> = BTreeMap::new();
     let mut loads: Vec<(String, String)> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
 
@@ -214,40 +185,16 @@ fn main() -> Result<()> {
         let dir = work.join(t);
         let load = loadavg();
         log(&format!("=== {t} (load {load}) ==="));
-        let lg = |m: &str| log(&format!("{t}: {m}"));
-        let r: Result<workloads::Figures> = (|| match t.as_str() {
-            "disk" => workloads::disk_all(&dir, &p, &lg),
-            "slatefs-sync" | "slatefs-async" => {
-                let bin = slatefs_bin.clone().ok_or_else(|| anyhow!("missing: no slatefs binary at {}", a.slatefs))?;
-                let mut s = servers::start_slatefs(&bin, &dir, t.trim_start_matches("slatefs-"))?;
-                let r = rt.block_on(workloads::nfs_all(&s.ep, &p, &lg));
-                let rss = servers::rss_bytes(s.proc.pid()).unwrap_or(0);
-                notes.push(format!("{t}: server RSS after workloads 1–4: {} MiB", rss >> 20));
-                let st = Instant::now();
-                s.proc.stop();
-                notes.push(format!("{t}: SIGTERM to exit took {:.1} s (20 s limit, then SIGKILL)", st.elapsed().as_secs_f64()));
-                r.map_err(|e| anyhow!("{e:#}\n{}", s.proc.log_tail()))
+        let r = if t.ends_with("-s3") {
+            let mut rows = Vec::new();
+            let r = run_s3_target(&a, &rt, t, &dir, &p, slatefs_bin.as_deref(), &mut notes, &mut rows);
+            if !rows.is_empty() {
+                reqs.insert(t.clone(), rows);
             }
-            "ganesha" => {
-                let bin = servers::which(&a.ganesha).ok_or_else(|| anyhow!("missing: {} not installed", a.ganesha))?;
-                let mut g = servers::start_ganesha(&bin, &dir).map_err(|e| anyhow!("missing: {e:#}"))?;
-                let r = rt.block_on(workloads::nfs_all(&g.ep, &p, &lg));
-                let rss = servers::rss_bytes(g.proc.pid()).unwrap_or(0);
-                notes.push(format!("{t}: server RSS after workloads 1–4: {} MiB", rss >> 20));
-                g.proc.stop();
-                r.map_err(|e| anyhow!("{e:#}\n{}", g.proc.log_tail()))
-            }
-            "zerofs" => {
-                let bin = servers::which(&a.zerofs).ok_or_else(|| anyhow!("missing: {} not installed", a.zerofs))?;
-                let mut z = servers::start_zerofs(&bin, &dir).map_err(|e| anyhow!("missing: {e:#}"))?;
-                let r = rt.block_on(workloads::nfs_all(&z.ep, &p, &lg));
-                let rss = servers::rss_bytes(z.proc.pid()).unwrap_or(0);
-                notes.push(format!("{t}: server RSS after workloads 1–4: {} MiB", rss >> 20));
-                z.proc.stop();
-                r.map_err(|e| anyhow!("{e:#}\n{}", z.proc.log_tail()))
-            }
-            _ => unreachable!(),
-        })();
+            r
+        } else {
+            run_local_target(&a, &rt, t, &dir, &p, slatefs_bin.as_deref(), &mut notes)
+        };
         let row = results.entry(t.clone()).or_default();
         match r {
             Ok(figs) => {
@@ -281,92 +228,33 @@ fn main() -> Result<()> {
          metadata {} files in one directory, {} in flight; small files {} × {} B across {} directories, {} in flight.",
         p.seq_req >> 10, p.seq_inflight, p.rand_inflight, p.meta_files, p.meta_inflight, p.small_files, p.small_size, p.small_dirs, p.small_inflight
     ));
-    rep.line("");
-    rep.line("### Workloads 1–4 (higher is better)");
-    rep.line("");
-    let mut hdr = "| workload | unit |".to_string();
-    let mut sep = "|---|---|".to_string();
-    for t in &targets {
-        write!(hdr, " {t} |").unwrap();
-        sep.push_str("---:|");
-    }
-    rep.line(&hdr);
-    rep.line(&sep);
-    let val = |t: &str, k: &str| -> Option<f64> {
-        match results.get(t).and_then(|r| r.get(k)) {
-            Some(Cell::Val(v)) => Some(*v),
-            _ => None,
-        }
-    };
-    for (k, unit) in ROWS {
-        let mut l = format!("| {k} | {unit} |");
-        for t in &targets {
-            match results.get(t.as_str()).and_then(|r| r.get(k)) {
-                Some(Cell::Val(v)) => write!(l, " {} |", fmt_num(*v)).unwrap(),
-                Some(Cell::Missing(m)) => write!(l, " {m} |").unwrap(),
-                None => l.push_str(" — |"),
-            }
-        }
-        rep.line(&l);
+    if targets.iter().any(|t| t.ends_with("-s3")) {
+        rep.line("");
+        rep.line(&format!(
+            "`-s3` columns: the tests' S3 server (s3s + s3s-fs over a directory on the same disk, one process on 127.0.0.1, \
+             a fresh one per column); slatefs and ZeroFS each with a {} GiB on-disk read cache.",
+            a.s3_cache_gib
+        ));
     }
     rep.line("");
+    report::workloads(&mut rep, &targets, &results);
     rep.line("Load average (1/5/15 min) before → after each column: ");
     for (t, l) in &loads {
         rep.line(&format!("- {t}: {l}"));
     }
     rep.line("");
-
-    // Ratios and goals.
-    let ratio = |a: &str, b: &str, k: &str| -> Option<f64> { Some(val(a, k)? / val(b, k)?) };
-    let cell = |r: Option<f64>| r.map(|x| format!("{x:.2}")).unwrap_or_else(|| "n/a".into());
-    let goal = |r: Option<f64>, need: f64| match r {
-        Some(x) if x >= need => "met",
-        Some(_) => "**missed**",
-        None => "n/a",
-    };
-    rep.line("### Ratios slatefs/peer and goals");
-    rep.line("");
-    rep.line("| workload | async/ganesha (goal ≥1) | async/zerofs (goal ≥2) | sync/zerofs (goal ≥1) | async/disk | sync/disk | seq: async/disk (goal ≥0.5) |");
-    rep.line("|---|---:|---:|---:|---:|---:|---:|");
-    let mut missed = Vec::new();
-    for (k, _) in ROWS {
-        let ag = ratio("slatefs-async", "ganesha", k);
-        let az = ratio("slatefs-async", "zerofs", k);
-        let sz = ratio("slatefs-sync", "zerofs", k);
-        let ad = ratio("slatefs-async", "disk", k);
-        let sd = ratio("slatefs-sync", "disk", k);
-        let seq = k.starts_with("seq");
-        for (name, r, need) in [("async ≥ ganesha", ag, 1.0), ("async ≥ 2× zerofs", az, 2.0), ("sync ≥ zerofs", sz, 1.0)] {
-            if goal(r, need) == "**missed**" {
-                missed.push(format!("{k}: {name} ({:.2})", r.unwrap()));
-            }
-        }
-        if seq && goal(ad, 0.5) == "**missed**" {
-            missed.push(format!("{k}: async ≥ 0.5× disk ({:.2})", ad.unwrap()));
-        }
-        rep.line(&format!(
-            "| {k} | {} {} | {} {} | {} {} | {} | {} | {} |",
-            cell(ag),
-            goal(ag, 1.0),
-            cell(az),
-            goal(az, 2.0),
-            cell(sz),
-            goal(sz, 1.0),
-            cell(ad),
-            cell(sd),
-            if seq { format!("{} {}", cell(ad), goal(ad, 0.5)) } else { "".into() }
-        ));
-    }
-    rep.line("");
+    let missed = report::ratios(&mut rep, &targets, &results);
+    report::requests(&mut rep, &targets, &reqs);
 
     // ---------------------------------------------------------------- workloads 5 and 6
-    if !a.skip_snap || !a.skip_mem {
+    // Workloads 5 and 6 run on a local store: not part of an S3-only run.
+    if a.stores != "s3" && (!a.skip_snap || !a.skip_mem) {
         match slatefs_bin.clone() {
             None => rep.line(&format!("Snapshot/CSI/memory: missing (no slatefs binary at {})", a.slatefs)),
             Some(bin) => {
                 if !a.skip_snap {
                     log(&format!("=== snapshots and clones (load {}) ===", loadavg()));
-                    match snapshots(&rt, &bin, &work.join("snap"), &snap_mib, &p, a.reps, a.snap_settle) {
+                    match slatefs_only::snapshots(&rt, &bin, &work.join("snap"), &snap_mib, &p, a.reps, a.snap_settle) {
                         Ok(lines) => lines.iter().for_each(|l| rep.line(l)),
                         Err(e) => rep.line(&format!("Snapshot/clone/CSI workload failed: {e:#}")),
                     }
@@ -377,7 +265,7 @@ fn main() -> Result<()> {
                 }
                 if !a.skip_mem {
                     log(&format!("=== memory (load {}) ===", loadavg()));
-                    match memory(&rt, &bin, &work.join("mem"), &mem_counts) {
+                    match slatefs_only::memory(&rt, &bin, &work.join("mem"), &mem_counts) {
                         Ok(lines) => lines.iter().for_each(|l| rep.line(l)),
                         Err(e) => rep.line(&format!("Memory workload failed: {e:#}")),
                     }
@@ -414,183 +302,133 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// Workload 5: snapshot / clone latency through the CLI at several dataset sizes, and CSI
-/// CreateVolume / CreateSnapshot / CreateVolume-from-snapshot through the CSI socket.
-fn snapshots(rt: &tokio::runtime::Runtime, bin: &Path, dir: &Path, sizes: &[u64], p: &Params, reps: usize, settle: f64) -> Result<Vec<String>> {
-    let mut s = servers::start_slatefs(bin, dir, "sync")?;
-    let admin = s.admin.clone();
-    let cli = |args: &[&str]| -> Result<Duration> {
-        let mut v = vec!["dataset", "--admin", admin.as_str()];
-        v.extend_from_slice(args);
-        run_cli(bin, &v).map(|x| x.0)
-    };
-    let mut out = vec![
-        format!("### Snapshot and clone latency (slatefs, sync; CLI wall time, median of {reps}; timed {})", if settle > 0.0 { format!("{settle} s after the fill") } else { "right after the fill".into() }),
-        String::new(),
-        "| dataset size | fill (MB/s) | snapshot --readonly (ms) | clone from snapshot (ms) | writable snapshot (ms) |".into(),
-        "|---:|---:|---:|---:|---:|".into(),
-    ];
-    let mut firsts = Vec::new();
-    for &mib in sizes {
-        let ds = format!("snap{mib}m");
-        cli(&["create", &ds])?;
-        let ep = Endpoint { export: format!("/{ds}"), ..s.ep.clone() };
-        let fill = rt.block_on(workloads::nfs_fill(&ep, "data", mib << 20, p.seq_req, p.seq_inflight))?;
-        std::thread::sleep(Duration::from_secs_f64(settle));
-        let (mut sn, mut cl, mut ws) = (vec![], vec![], vec![]);
-        for r in 0..reps {
-            let snap = format!("{ds}-s{r}");
-            sn.push(ms(cli(&["snapshot", "--readonly", &ds, &snap])?));
-            let c = format!("{ds}-c{r}");
-            // A snapshot is named SOURCE@NAME in exports; the admin API may take either form.
-            let t = match cli(&["clone", &format!("{ds}@{snap}"), &c]) {
-                Ok(t) => t,
-                Err(e1) => cli(&["clone", &snap, &c]).map_err(|e2| anyhow!("clone: {e1:#} / {e2:#}"))?,
-            };
-            cl.push(ms(t));
-            ws.push(ms(cli(&["snapshot", &ds, &format!("{ds}-w{r}")])?));
-        }
-        log(&format!("snapshots of {mib} MiB: snapshot {sn:.1?} clone {cl:.1?} writable {ws:.1?}"));
-        let row = (median(sn), median(cl), median(ws));
-        firsts.push((mib, row));
-        out.push(format!(
-            "| {mib} MiB | {} | {} | {} | {} |",
-            fmt_num((mib << 20) as f64 / 1e6 / fill.as_secs_f64()),
-            fmt_num(row.0),
-            fmt_num(row.1),
-            fmt_num(row.2)
-        ));
-    }
-    let floor: Vec<f64> = (0..reps).map(|_| cli(&["list"]).map(ms)).collect::<Result<_>>()?;
-    out.push(String::new());
-    out.push(format!(
-        "CLI floor (`slatefs dataset list`: process start + admin connect + one call): {} ms median. \
-         Goals: every figure < 50 ms; largest/smallest within 1.5x.",
-        fmt_num(median(floor))
-    ));
-    if let (Some(small), Some(big)) = (firsts.first(), firsts.last()) {
-        let worst = firsts.iter().map(|(_, r)| r.0.max(r.1).max(r.2)).fold(0.0, f64::max);
-        out.push(format!(
-            "- under 50 ms at every size: {} (worst {} ms)",
-            if worst < 50.0 { "met" } else { "**missed**" },
-            fmt_num(worst)
-        ));
-        for (name, a, b) in [("snapshot", small.1 .0, big.1 .0), ("clone", small.1 .1, big.1 .1), ("writable snapshot", small.1 .2, big.1 .2)] {
-            out.push(format!(
-                "- {name} {} MiB / {} MiB = {:.2}: {}",
-                big.0,
-                small.0,
-                b / a,
-                if b / a <= 1.5 { "met" } else { "**missed**" }
-            ));
-        }
-    }
-    out.push(String::new());
-
-    // CSI through the gRPC socket.
-    let sock = dir.join("csi.sock");
-    let endpoint = format!("unix://{}", sock.display());
-    let mut csi = servers::Proc::spawn(
-        "slatefs csi",
-        Command::new(bin).args(["csi", "--mode", "all", "--endpoint", &endpoint, "--node-id", "bench", "--admin", &admin]).env("RUST_LOG", "warn"),
-        dir.join("csi.log"),
-    )?;
-    let call = |args: &[&str]| -> Result<(Duration, String)> {
-        let mut v = vec!["csi", "call", "--endpoint", endpoint.as_str()];
-        v.extend_from_slice(args);
-        run_cli(bin, &v)
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if call(&["probe"]).is_ok() {
-            break;
-        }
-        if let Some(st) = csi.child.try_wait()? {
-            bail!("slatefs csi exited ({st}):\n{}", csi.log_tail());
-        }
-        if Instant::now() > deadline {
-            bail!("slatefs csi did not answer a probe:\n{}", csi.log_tail());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let (mut cv, mut cs, mut cr, mut pr) = (vec![], vec![], vec![], vec![]);
-    for r in 0..reps {
-        let vol = format!("pvc-bench-{r}");
-        cv.push(ms(call(&["create-volume", &vol, "--size", "1Gi"])?.0));
-        let (t, o) = call(&["create-snapshot", "--source-volume-id", &vol, &format!("snap-bench-{r}")])?;
-        cs.push(ms(t));
-        let v: serde_json::Value = serde_json::from_str(&o).with_context(|| format!("create-snapshot output: {o}"))?;
-        let id = find_key(&v, "snapshot_id").ok_or_else(|| anyhow!("no snapshot_id in {o}"))?;
-        cr.push(ms(call(&["create-volume", &format!("pvc-restored-{r}"), "--size", "1Gi", "--from-snapshot", &id])?.0));
-        pr.push(ms(call(&["probe"])?.0));
-    }
-    log(&format!("csi: create-volume {cv:.1?} create-snapshot {cs:.1?} from-snapshot {cr:.1?} probe {pr:.1?}"));
-    csi.stop();
-    s.proc.stop();
-    out.push("### CSI latency (slatefs csi --mode all, `slatefs csi call` wall time, median of reps)".into());
-    out.push(String::new());
-    out.push("| CreateVolume (ms) | CreateSnapshot (ms) | CreateVolume from snapshot (ms) | Probe = CLI floor (ms) |".into());
-    out.push("|---:|---:|---:|---:|".into());
-    out.push(format!("| {} | {} | {} | {} |", fmt_num(median(cv)), fmt_num(median(cs)), fmt_num(median(cr)), fmt_num(median(pr))));
-    Ok(out)
+/// An NFS server under test, whichever it is.
+struct Running {
+    proc: servers::Proc,
+    ep: client::Endpoint,
+    _rpcbind: Option<servers::Proc>,
 }
 
-/// Workload 6: resident set size of `slatefs serve` with N datasets open (mounted, one GETATTR)
-/// and idle.
-fn memory(rt: &tokio::runtime::Runtime, bin: &Path, dir: &Path, counts: &[usize]) -> Result<Vec<String>> {
-    let mut s = servers::start_slatefs(bin, dir, "async")?;
-    let pid = s.proc.pid();
-    let max = counts.iter().copied().max().unwrap_or(0);
-    std::thread::sleep(Duration::from_secs(2));
-    let start_rss = servers::rss_bytes(pid)?;
-    // Open the default dataset's export too, as the baseline "server running" figure.
-    let mut out = vec![
-        "### Memory: slatefs serve RSS with N datasets open and idle".to_string(),
-        String::new(),
-        "| datasets open | RSS (MiB) | per dataset over baseline (MiB) |".into(),
-        "|---:|---:|---:|".into(),
-        format!("| 0 (just started) | {:.1} | |", start_rss as f64 / 1048576.0),
-    ];
-    for i in 0..max {
-        run_cli(bin, &["dataset", "--admin", &s.admin, "create", &format!("m{i:03}")])?;
-    }
-    std::thread::sleep(Duration::from_secs(2));
-    let created = servers::rss_bytes(pid)?;
-    out.push(format!("| 0 ({max} created, none mounted) | {:.1} | |", created as f64 / 1048576.0));
-    let mut conns = Vec::new();
-    let mut opened = 0;
-    let mut res = Vec::new();
-    for &n in counts {
-        rt.block_on(async {
-            while opened < n {
-                let ep = Endpoint { export: format!("/m{opened:03}"), ..s.ep.clone() };
-                let mut c = client::connect(&ep).await?;
-                let root = c.root_nfs_fh3();
-                client::getattr(&mut c, &root).await?;
-                conns.push(c);
-                opened += 1;
+/// Workloads 1–4 on the disk or on a server with a local store.
+fn run_local_target(
+    a: &Args,
+    rt: &tokio::runtime::Runtime,
+    t: &str,
+    dir: &Path,
+    p: &Params,
+    slatefs: Option<&Path>,
+    notes: &mut Vec<String>,
+) -> Result<workloads::Figures> {
+    let lg = |m: &str| log(&format!("{t}: {m}"));
+    let mut s = match t {
+        "disk" => return workloads::disk_all(dir, p, &lg),
+        "slatefs-sync" | "slatefs-async" => {
+            let bin = slatefs.ok_or_else(|| anyhow!("missing: no slatefs binary at {}", a.slatefs))?;
+            let s = servers::start_slatefs(bin, dir, t.trim_start_matches("slatefs-"))?;
+            Running { proc: s.proc, ep: s.ep, _rpcbind: None }
+        }
+        "ganesha" => {
+            let bin = servers::which(&a.ganesha).ok_or_else(|| anyhow!("missing: {} not installed", a.ganesha))?;
+            let g = servers::start_ganesha(&bin, dir).map_err(|e| anyhow!("missing: {e:#}"))?;
+            Running { proc: g.proc, ep: g.ep, _rpcbind: Some(g._rpcbind) }
+        }
+        "zerofs" => {
+            let bin = servers::which(&a.zerofs).ok_or_else(|| anyhow!("missing: {} not installed", a.zerofs))?;
+            let z = servers::start_zerofs(&bin, dir).map_err(|e| anyhow!("missing: {e:#}"))?;
+            Running { proc: z.proc, ep: z.ep, _rpcbind: None }
+        }
+        _ => unreachable!(),
+    };
+    let r = rt.block_on(workloads::nfs_all(&s.ep, p, &lg, &|_, _| {}));
+    stop_server(t, &mut s.proc, notes);
+    r.map_err(|e| anyhow!("{e:#}\n{}", s.proc.log_tail()))
+}
+
+/// Notes the server's RSS after the workloads, then stops it and notes how long that took.
+fn stop_server(t: &str, proc: &mut servers::Proc, notes: &mut Vec<String>) {
+    let rss = servers::rss_bytes(proc.pid()).unwrap_or(0);
+    notes.push(format!("{t}: server RSS after workloads 1–4: {} MiB", rss >> 20));
+    let st = Instant::now();
+    proc.stop();
+    notes.push(format!("{t}: SIGTERM to exit took {:.1} s (20 s limit, then SIGKILL)", st.elapsed().as_secs_f64()));
+}
+
+/// Workloads 1–4 on slatefs or ZeroFS over a fresh S3 server, with the requests it received
+/// during start-up, each row and shutdown in `rows`.
+#[allow(clippy::too_many_arguments)]
+fn run_s3_target(
+    a: &Args,
+    rt: &tokio::runtime::Runtime,
+    t: &str,
+    dir: &Path,
+    p: &Params,
+    slatefs: Option<&Path>,
+    notes: &mut Vec<String>,
+    rows: &mut Vec<ReqRow>,
+) -> Result<workloads::Figures> {
+    let lg = |m: &str| log(&format!("{t}: {m}"));
+    let s3bin = servers::which(&a.s3_server).ok_or_else(|| anyhow!("missing: no S3 test server at {} (cargo build --release --example s3_test_server)", a.s3_server))?;
+    let mut s3srv = s3::start(&s3bin, &dir.join("s3"))?;
+    let base = s3srv.counts()?;
+    let prefix = t;
+    let mut proc = match t {
+        "slatefs-sync-s3" | "slatefs-async-s3" => {
+            let bin = slatefs.ok_or_else(|| anyhow!("missing: no slatefs binary at {}", a.slatefs))?;
+            let url = format!("s3://{}/{prefix}", s3srv.bucket);
+            let config = s3srv.slatefs_storage(dir, prefix, a.s3_cache_gib)?;
+            let durability = t.trim_start_matches("slatefs-").trim_end_matches("-s3");
+            let s = servers::start_slatefs_on(bin, dir, durability, Some((&url, &config)))?;
+            Running { proc: s.proc, ep: s.ep, _rpcbind: None }
+        }
+        "zerofs-s3" => {
+            let bin = servers::which(&a.zerofs).ok_or_else(|| anyhow!("missing: {} not installed", a.zerofs))?;
+            let z = servers::start_zerofs_on(&bin, dir, &s3srv.zerofs_storage(prefix), a.s3_cache_gib)?;
+            Running { proc: z.proc, ep: z.ep, _rpcbind: None }
+        }
+        _ => unreachable!(),
+    };
+    let up = s3srv.counts()?;
+    lg(&format!("S3 during start-up: {}", up.since(&base).line()));
+    rows.push(ReqRow { row: "start-up".into(), counts: up.since(&base), units: None });
+    let last = RefCell::new(up);
+    let marked = RefCell::new(Vec::new());
+    let mark = |row: &'static str, units: f64| match s3srv.counts() {
+        Ok(now) => {
+            let d = now.since(&last.borrow());
+            lg(&format!("S3 during {row}: {}", d.line()));
+            marked.borrow_mut().push(ReqRow { row: row.into(), counts: d, units: Some(units) });
+            *last.borrow_mut() = now;
+        }
+        Err(e) => lg(&format!("cannot read the S3 server's counts after {row}: {e:#}")),
+    };
+    let r = rt.block_on(workloads::nfs_all(&proc.ep, p, &lg, &mark));
+    rows.extend(marked.into_inner());
+    stop_server(t, &mut proc.proc, notes);
+    let end = s3srv.counts()?;
+    let down = end.since(&last.into_inner());
+    lg(&format!("S3 during shutdown: {}", down.line()));
+    rows.push(ReqRow { row: "shutdown".into(), counts: down, units: None });
+    let (files, bytes) = du(&s3srv.objects_dir());
+    notes.push(format!("{t}: {files} objects, {:.1} MB in the bucket at the end", bytes as f64 / 1e6));
+    s3srv.stop();
+    r.map_err(|e| anyhow!("{e:#}\n{}\nS3 server:\n{}", proc.proc.log_tail(), s3srv.proc.log_tail()))
+}
+
+/// Files and bytes under `dir` (s3s-fs keeps each object as a file, plus small metadata files).
+fn du(dir: &Path) -> (u64, u64) {
+    let (mut n, mut b) = (0, 0);
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => {
+                    n += 1;
+                    b += m.len();
+                }
+                Err(_) => {}
             }
-            anyhow::Ok(())
-        })?;
-        std::thread::sleep(Duration::from_secs(3));
-        let rss = servers::rss_bytes(pid)?;
-        res.push((n, rss));
-        log(&format!("memory: {n} open → {} MiB", rss >> 20));
-        out.push(format!(
-            "| {n} | {:.1} | {:.2} |",
-            rss as f64 / 1048576.0,
-            (rss as f64 - start_rss as f64) / 1048576.0 / n.max(1) as f64
-        ));
+        }
     }
-    drop(conns);
-    s.proc.stop();
-    if let Some((n, rss)) = res.iter().find(|(n, _)| *n == 100).or(res.last()) {
-        out.push(String::new());
-        out.push(format!(
-            "- {n} idle open datasets under 1 GiB resident: {} ({:.0} MiB)",
-            if *rss < (1 << 30) { "met" } else { "**missed**" },
-            *rss as f64 / 1048576.0
-        ));
-    }
-    Ok(out)
+    (n, b)
 }

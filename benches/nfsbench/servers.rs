@@ -101,14 +101,28 @@ pub struct Slatefs {
 }
 
 pub fn start_slatefs(bin: &Path, dir: &Path, durability: &str) -> Result<Slatefs> {
+    start_slatefs_on(bin, dir, durability, None)
+}
+
+/// `storage`: the store URL and a config file body with its `[storage]` section (S3), or None
+/// for a local store in `dir/store`.
+pub fn start_slatefs_on(bin: &Path, dir: &Path, durability: &str, storage: Option<(&str, &str)>) -> Result<Slatefs> {
     std::fs::create_dir_all(dir)?;
     let port = free_port();
     let admin = format!("unix://{}", dir.join("admin.sock").display());
     let mut cmd = Command::new(bin);
-    cmd.arg("serve")
-        .arg("--store")
-        .arg(format!("file://{}", dir.join("store").display()))
-        .arg("--nfs-listen")
+    cmd.arg("serve");
+    match storage {
+        Some((url, config)) => {
+            let conf = dir.join("config.toml");
+            std::fs::write(&conf, config)?;
+            cmd.arg("-c").arg(conf).arg("--store").arg(url);
+        }
+        None => {
+            cmd.arg("--store").arg(format!("file://{}", dir.join("store").display()));
+        }
+    }
+    cmd.arg("--nfs-listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--admin-listen")
         .arg(&admin)
@@ -220,6 +234,12 @@ pub struct Zerofs {
 
 /// ZeroFS with its local file backend in `dir/data`, only its NFS server, on 127.0.0.1.
 pub fn start_zerofs(bin: &Path, dir: &Path) -> Result<Zerofs> {
+    let storage = format!("[storage]\nurl = \"file://{}\"\nencryption_password = \"nfsbench-password\"\n", dir.join("data").display());
+    start_zerofs_on(bin, dir, &storage, 1.0)
+}
+
+/// ZeroFS with the given `[storage]` (and `[aws]`) sections and a disk cache of `cache_gb`.
+pub fn start_zerofs_on(bin: &Path, dir: &Path, storage: &str, cache_gb: f64) -> Result<Zerofs> {
     std::fs::create_dir_all(dir.join("data"))?;
     std::fs::create_dir_all(dir.join("cache"))?;
     let port = free_port();
@@ -229,18 +249,14 @@ pub fn start_zerofs(bin: &Path, dir: &Path) -> Result<Zerofs> {
         format!(
             r#"[cache]
 dir = "{cache}"
-disk_size_gb = 1.0
+disk_size_gb = {cache_gb:.2}
 memory_size_gb = 0.25
-
-[storage]
-url = "file://{data}"
-encryption_password = "nfsbench-password"
 
 [servers.nfs]
 addresses = ["127.0.0.1:{port}"]
-"#,
+
+{storage}"#,
             cache = dir.join("cache").display(),
-            data = dir.join("data").display()
         ),
     )?;
     let mut cmd = Command::new(bin);

@@ -58,7 +58,9 @@ fn rate(n: usize, d: Duration) -> f64 {
 
 // ---------------------------------------------------------------- NFS
 
-pub async fn nfs_all(ep: &Endpoint, p: &Params, log: &dyn Fn(&str)) -> Result<Figures> {
+/// `mark(row, units)` is called as each row's work ends, with how many of the row's units it did
+/// (MiB, ops, entries, files): the caller reads the S3 request counts there.
+pub async fn nfs_all(ep: &Endpoint, p: &Params, log: &dyn Fn(&str), mark: &dyn Fn(&'static str, f64)) -> Result<Figures> {
     let mut c = client::connect_wait(ep, Duration::from_secs(30)).await?;
     let root = c.root_nfs_fh3();
     let info = client::fsinfo(&mut c, &root).await?;
@@ -92,6 +94,7 @@ pub async fn nfs_all(ep: &Endpoint, p: &Params, log: &dyn Fn(&str)) -> Result<Fi
     client::commit(&mut c, &file).await?;
     let d = t.elapsed();
     figs.push(("seq write", mbps(size, d)));
+    mark("seq write", size as f64 / 1048576.0);
     log(&format!("seq write {size} bytes in {d:.2?}"));
     let got = client::getattr(&mut c, &file).await?.size;
     if got != size {
@@ -116,6 +119,7 @@ pub async fn nfs_all(ep: &Endpoint, p: &Params, log: &dyn Fn(&str)) -> Result<Fi
     .await?;
     let d = t.elapsed();
     figs.push(("seq read", mbps(size, d)));
+    mark("seq read", size as f64 / 1048576.0);
     log(&format!("seq read in {d:.2?}"));
     drop(conns);
 
@@ -143,6 +147,7 @@ pub async fn nfs_all(ep: &Endpoint, p: &Params, log: &dyn Fn(&str)) -> Result<Fi
     let d = t.elapsed();
     let n = ops.load(Ordering::Relaxed) as usize;
     figs.push(("4k rand write", rate(n, d)));
+    mark("4k rand write", n as f64);
     log(&format!("rand write {n} ops in {d:.2?}"));
 
     let ops = Arc::new(AtomicU64::new(0));
@@ -164,6 +169,7 @@ pub async fn nfs_all(ep: &Endpoint, p: &Params, log: &dyn Fn(&str)) -> Result<Fi
     let d = t.elapsed();
     let n = ops.load(Ordering::Relaxed) as usize;
     figs.push(("4k rand read", rate(n, d)));
+    mark("4k rand read", n as f64);
     log(&format!("rand read {n} ops in {d:.2?}"));
     drop(conns);
     client::remove(&mut c, &top, "big").await?;
@@ -193,9 +199,11 @@ pub async fn nfs_all(ep: &Endpoint, p: &Params, log: &dyn Fn(&str)) -> Result<Fi
     }
     let (conns, d) = each(conns, &dir, nfiles, |c, d, n| Box::pin(async move { client::create(c, &d, &n, true).await.map(|_| ()) })).await?;
     figs.push(("create", rate(p.meta_files, d)));
+    mark("create", p.meta_files as f64);
     log(&format!("create {} in {d:.2?}", p.meta_files));
     let (conns, d) = each(conns, &dir, nfiles, |c, d, n| Box::pin(async move { client::lookup(c, &d, &n).await.map(|_| ()) })).await?;
     figs.push(("stat", rate(p.meta_files, d)));
+    mark("stat", p.meta_files as f64);
     log(&format!("stat (LOOKUP) {} in {d:.2?}", p.meta_files));
     let t = Instant::now();
     let listed = client::readdirplus_count(&mut c, &dir).await?;
@@ -204,9 +212,11 @@ pub async fn nfs_all(ep: &Endpoint, p: &Params, log: &dyn Fn(&str)) -> Result<Fi
         bail!("READDIRPLUS listed {listed} entries, expected {}", p.meta_files);
     }
     figs.push(("list", rate(listed, d)));
+    mark("list", listed as f64);
     log(&format!("list {listed} in {d:.2?}"));
     let (conns, d) = each(conns, &dir, nfiles, |c, d, n| Box::pin(async move { client::remove(c, &d, &n).await })).await?;
     figs.push(("delete", rate(p.meta_files, d)));
+    mark("delete", p.meta_files as f64);
     log(&format!("delete {} in {d:.2?}", p.meta_files));
     drop(conns);
 
@@ -240,6 +250,7 @@ pub async fn nfs_all(ep: &Endpoint, p: &Params, log: &dyn Fn(&str)) -> Result<Fi
     .await?;
     let d = t.elapsed();
     figs.push(("small write", rate(p.small_files, d)));
+    mark("small write", p.small_files as f64);
     log(&format!("small write {} in {d:.2?}", p.small_files));
     let next = Arc::new(AtomicU64::new(0));
     let size = p.small_size as u32;
@@ -261,6 +272,7 @@ pub async fn nfs_all(ep: &Endpoint, p: &Params, log: &dyn Fn(&str)) -> Result<Fi
     .await?;
     let d = t.elapsed();
     figs.push(("small read", rate(p.small_files, d)));
+    mark("small read", p.small_files as f64);
     log(&format!("small read {} in {d:.2?}", p.small_files));
     drop(conns);
     Ok(figs)
