@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod server;
+pub mod store_access;
 
 use std::path::{Path, PathBuf};
 

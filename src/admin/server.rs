@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use tokio::net::{TcpListener, UnixListener};
@@ -10,8 +11,10 @@ use tokio_stream::wrappers::{TcpListenerStream, UnixListenerStream};
 use tonic::{Request, Response, Status};
 
 use super::proto::{self, admin_server::AdminServer};
+use super::store_access::{self, S3Credentials};
 use super::AdminAddr;
 use crate::catalog::{DatasetInfo, DeleteOutcome, Origin, Registry, SnapshotInfo, SnapshotResult};
+use crate::fs::Health;
 
 /// A bound admin listener, not yet serving (so callers learn about bind errors at once and
 /// know the real address of `tcp://…:0`).
@@ -191,12 +194,13 @@ impl proto::admin_server::Admin for AdminService {
     }
 
     async fn dataset_stats(&self, req: Request<proto::DatasetStatsRequest>) -> Reply<proto::DatasetStatsResponse> {
-        let (id, usage, quota) = self.registry.dataset_stats(&req.into_inner().name).await?;
+        let (id, usage, quota, health) = self.registry.dataset_stats(&req.into_inner().name).await?;
         Ok(Response::new(proto::DatasetStatsResponse {
             id,
             used_bytes: usage.bytes,
             used_inodes: usage.inodes,
             quota_bytes: quota,
+            health: Some(health_msg(&health)),
         }))
     }
 
@@ -217,6 +221,32 @@ impl proto::admin_server::Admin for AdminService {
         self.registry.flush_dataset(&req.into_inner().name).await?;
         Ok(Response::new(proto::FlushDatasetResponse {}))
     }
+
+    async fn check_store_access(
+        &self,
+        req: Request<proto::CheckStoreAccessRequest>,
+    ) -> Reply<proto::CheckStoreAccessResponse> {
+        let r = req.into_inner();
+        let c = r.credentials.ok_or_else(|| Status::invalid_argument("credentials are required"))?;
+        let creds = S3Credentials {
+            access_key_id: c.access_key_id,
+            secret_access_key: c.secret_access_key,
+            session_token: Some(c.session_token).filter(|t| !t.is_empty()),
+        };
+        let storage = self.registry.storage_config();
+        store_access::check(storage, &r.store_url, &creds).await?;
+        Ok(Response::new(proto::CheckStoreAccessResponse { store_url: storage.url.clone() }))
+    }
+}
+
+fn health_msg(h: &Health) -> proto::DatasetHealth {
+    use proto::dataset_health::State;
+    let (state, pending) = match h {
+        Health::Ok => (State::Ok, Duration::ZERO),
+        Health::Unavailable(d) => (State::StoreUnavailable, *d),
+        Health::Fenced => (State::Fenced, Duration::ZERO),
+    };
+    proto::DatasetHealth { state: state as i32, pending_ms: pending.as_millis() as u64 }
 }
 
 fn dataset_msg(d: DatasetInfo) -> proto::Dataset {
@@ -246,6 +276,7 @@ fn dataset_msg(d: DatasetInfo) -> proto::Dataset {
         used_inodes: d.usage.map(|u| u.inodes),
         snapshot_count: d.snapshot_count,
         clone_count: d.clone_count,
+        health: d.health.as_ref().map(health_msg),
     }
 }
 

@@ -17,8 +17,8 @@ use super::codec::{self, DatasetRecord, Origin, RecordState, SnapshotRecord, MAX
 use super::crash;
 use super::db::{CatalogDb, State, READER_POLL};
 use super::{validate_name, CatalogError, CatalogResult, ROOT_DATASET};
-use crate::config::{Config, DurabilityMode};
-use crate::fs::{Filesystem, FsOptions, Usage, DEFAULT_CHUNK_SIZE};
+use crate::config::{Config, DurabilityMode, StorageConfig};
+use crate::fs::{Filesystem, FsOptions, Health, Usage, DEFAULT_CHUNK_SIZE};
 use crate::store::{dataset_settings, Store};
 
 /// What to do with a cached dataset writer that another process has fenced.
@@ -48,6 +48,9 @@ pub struct DatasetInfo {
     pub is_default: bool,
     /// Filled where the dataset is opened anyway (info, create, clone).
     pub usage: Option<Usage>,
+    /// Whether this server can still make the dataset's writes durable; filled with `usage`
+    /// by [`Registry::dataset_info`].
+    pub health: Option<Health>,
     pub snapshot_count: u32,
     pub clone_count: u32,
 }
@@ -101,6 +104,9 @@ pub struct Registry {
     durability: DurabilityMode,
     flush_interval: Duration,
     closed: AtomicBool,
+    /// How this process reaches the store (endpoint, region…), for checks of other
+    /// credentials against the same store (CSI secrets).
+    storage: StorageConfig,
 }
 
 fn now_ms() -> u64 {
@@ -144,6 +150,7 @@ impl Registry {
             durability: config.durability.mode,
             flush_interval: Duration::from_millis(config.durability.flush_interval_ms),
             closed: AtomicBool::new(false),
+            storage: config.storage.clone(),
         });
         if registry.db.is_reader() {
             tokio::spawn(follow(Arc::downgrade(&registry)));
@@ -157,6 +164,10 @@ impl Registry {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn storage_config(&self) -> &StorageConfig {
+        &self.storage
     }
 
     pub fn is_reader(&self) -> bool {
@@ -228,8 +239,8 @@ impl Registry {
         self.db.is_reader()
     }
 
-    /// The filesystem for an admin operation (snapshot, clone, stats): an explicit request,
-    /// so a fenced writer is opened again, taking the dataset over.
+    /// The filesystem for an admin operation (snapshot, clone, checkpoint, flush): an explicit
+    /// request, so a fenced writer is opened again, taking the dataset over.
     async fn filesystem_for_admin(&self, id: u64) -> CatalogResult<Arc<Filesystem>> {
         self.filesystem_with(id, Reacquire::AfterChecking).await
     }
@@ -310,14 +321,27 @@ impl Registry {
             .collect())
     }
 
-    /// A dataset with its usage (opens it).
+    /// A dataset with its usage and health (opens it).
     pub async fn dataset_info(&self, name: &str) -> CatalogResult<DatasetInfo> {
         let id = self.dataset_id(name)?;
-        let fs = self.filesystem_for_admin(id).await?;
+        let (fs, health) = self.filesystem_for_report(id).await?;
         let usage = fs.usage().await;
         let mut info = self.info_of(id)?;
         info.usage = Some(usage);
+        info.health = Some(health);
         Ok(info)
+    }
+
+    /// The filesystem a report (info, stats) reads, and its health. It is opened if needed,
+    /// as serving would (a reader takes back a writer known to be fenced; an owner never), but
+    /// unlike an admin operation a report never takes a fenced writer over: asking how a
+    /// dataset is must not move its writer. The manifest is read first so that a takeover is
+    /// reported even before this server tries to write again.
+    async fn filesystem_for_report(&self, id: u64) -> CatalogResult<(Arc<Filesystem>, Health)> {
+        let fs = self.filesystem(id).await?;
+        fs.check_fenced().await;
+        let health = fs.health();
+        Ok((fs, health))
     }
 
     pub async fn list_snapshots(&self, dataset: Option<&str>) -> CatalogResult<Vec<SnapshotInfo>> {
@@ -344,11 +368,11 @@ impl Registry {
         self.info_of(id)
     }
 
-    /// Usage and quota of a dataset (opens it).
-    pub async fn dataset_stats(&self, name: &str) -> CatalogResult<(u64, Usage, Option<u64>)> {
+    /// Usage, quota and health of a dataset (opens it).
+    pub async fn dataset_stats(&self, name: &str) -> CatalogResult<(u64, Usage, Option<u64>, Health)> {
         let id = self.dataset_id(name)?;
-        let fs = self.filesystem_for_admin(id).await?;
-        Ok((id, fs.usage().await, fs.quota()))
+        let (fs, health) = self.filesystem_for_report(id).await?;
+        Ok((id, fs.usage().await, fs.quota(), health))
     }
 
     /// Flushes a dataset and takes a named SlateDB checkpoint of it, without recording a
@@ -1119,6 +1143,7 @@ fn dataset_info(st: &State, d: &DatasetRecord) -> DatasetInfo {
         origin_name,
         is_default: st.default == Some(d.id),
         usage: None,
+        health: None,
         snapshot_count,
         clone_count,
     }

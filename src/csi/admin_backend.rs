@@ -9,7 +9,8 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
-use super::backend::{Backend, Dataset, Origin, Snapshot, Stats};
+use super::backend::{Backend, Dataset, Health, Origin, Snapshot, Stats};
+use super::secrets::S3Credentials;
 use super::transport::{self, BearerToken};
 use crate::admin::proto as pb;
 use crate::admin::proto::admin_client::AdminClient;
@@ -65,6 +66,17 @@ fn dataset(d: pb::Dataset) -> Dataset {
         is_default: d.is_default,
         used_bytes: d.used_bytes,
         used_inodes: d.used_inodes,
+        health: d.health.as_ref().and_then(health),
+    }
+}
+
+fn health(h: &pb::DatasetHealth) -> Option<Health> {
+    use pb::dataset_health::State;
+    match State::try_from(h.state).ok()? {
+        State::Ok => Some(Health::Ok),
+        State::StoreUnavailable => Some(Health::StoreUnavailable { pending_ms: h.pending_ms }),
+        State::Fenced => Some(Health::Fenced),
+        State::Unspecified => None,
     }
 }
 
@@ -168,6 +180,27 @@ impl Backend for AdminBackend {
             .dataset_stats(req(pb::DatasetStatsRequest { name: name.into() }, READ_TIMEOUT))
             .await?
             .into_inner();
-        Ok(Stats { used_bytes: r.used_bytes, used_inodes: r.used_inodes, quota_bytes: r.quota_bytes })
+        Ok(Stats {
+            used_bytes: r.used_bytes,
+            used_inodes: r.used_inodes,
+            quota_bytes: r.quota_bytes,
+            health: r.health.as_ref().and_then(health),
+        })
+    }
+
+    async fn check_store_access(&self, store_url: &str, creds: &S3Credentials) -> Result<(), Status> {
+        let credentials = pb::StoreCredentials {
+            access_key_id: creds.access_key_id.clone(),
+            secret_access_key: creds.secret_access_key.clone(),
+            session_token: creds.session_token.clone().unwrap_or_default(),
+        };
+        self.client()
+            .check_store_access(req(
+                pb::CheckStoreAccessRequest { store_url: store_url.into(), credentials: Some(credentials) },
+                // Five requests to the store, each bounded by the server's 10 s timeout.
+                Duration::from_secs(60),
+            ))
+            .await?;
+        Ok(())
     }
 }

@@ -12,6 +12,8 @@
 use async_trait::async_trait;
 use tonic::Status;
 
+use super::secrets::S3Credentials;
+
 /// Where a dataset's data came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
@@ -32,6 +34,36 @@ pub struct Dataset {
     /// Known only from single-dataset lookups.
     pub used_bytes: Option<u64>,
     pub used_inodes: Option<u64>,
+    /// Known with the usage.
+    pub health: Option<Health>,
+}
+
+/// Whether the server that answered can make a dataset's writes durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Ok,
+    /// A WAL flush has been pending this long: the object store is not answering.
+    StoreUnavailable { pending_ms: u64 },
+    /// Another server opened the dataset for writing; this one acknowledges no more writes.
+    Fenced,
+}
+
+impl Health {
+    /// What makes a volume's condition abnormal, if anything.
+    pub fn problem(&self) -> Option<String> {
+        match self {
+            Health::Ok => None,
+            Health::StoreUnavailable { pending_ms } => Some(format!(
+                "object store unreachable: a write to the store has been pending for {:.1} s; writes wait for it",
+                *pending_ms as f64 / 1000.0
+            )),
+            Health::Fenced => Some(
+                "dataset fenced: another server opened it for writing, so the dataset server that answered \
+                 acknowledges no more writes to it"
+                    .into(),
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +79,7 @@ pub struct Stats {
     pub used_bytes: u64,
     pub used_inodes: u64,
     pub quota_bytes: Option<u64>,
+    pub health: Option<Health>,
 }
 
 #[async_trait]
@@ -69,6 +102,8 @@ pub trait Backend: Send + Sync {
     async fn clone_snapshot(&self, snapshot: &str, name: &str) -> Result<Dataset, Status>;
     /// Usage of a dataset served (opened) by this server: the node's "make sure it serves it".
     async fn dataset_stats(&self, name: &str) -> Result<Stats, Status>;
+    /// Proves that `creds` may use the server's store (`store_url` empty: whatever it is).
+    async fn check_store_access(&self, store_url: &str, creds: &S3Credentials) -> Result<(), Status>;
 }
 
 /// Looks a snapshot up by name among all snapshots.

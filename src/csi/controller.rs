@@ -15,7 +15,7 @@ use super::backend::{self, Backend, Dataset, Origin, Snapshot as BSnapshot};
 use super::proto::controller_server::Controller;
 use super::proto::volume_content_source::{SnapshotSource, Type as SourceType, VolumeSource};
 use super::proto::*;
-use super::{caps, ids, params};
+use super::{caps, ids, params, secrets};
 use crate::store::Store;
 
 pub struct ControllerService {
@@ -105,6 +105,9 @@ fn csi_volume(ds: &Dataset, snapshot_datasets: &HashMap<String, String>) -> Volu
 
 /// The condition of a dataset whose usage is known.
 fn condition_of(ds: &Dataset) -> VolumeCondition {
+    if let Some(problem) = ds.health.as_ref().and_then(|h| h.problem()) {
+        return VolumeCondition { abnormal: true, message: problem };
+    }
     match (ds.used_bytes, ds.quota_bytes) {
         (Some(used), Some(quota)) if used > quota => VolumeCondition {
             abnormal: true,
@@ -124,6 +127,15 @@ fn condition_of(ds: &Dataset) -> VolumeCondition {
 impl ControllerService {
     pub fn new(backend: Arc<dyn Backend>, served: params::Served, store: Option<Store>) -> Self {
         ControllerService { backend, served, store, inflight: Mutex::new(HashSet::new()) }
+    }
+
+    /// Has the catalog owner check a call's CSI secret against the store (see `secrets.rs`);
+    /// nothing to do without one.
+    async fn check_secrets(&self, secrets: &HashMap<String, String>, store_url: &str) -> Result<(), Status> {
+        match secrets::parse(secrets)? {
+            Some(creds) => self.backend.check_store_access(store_url, &creds).await,
+            None => Ok(()),
+        }
     }
 
     fn begin(&self, key: String) -> Result<Inflight<'_>, Status> {
@@ -305,6 +317,8 @@ impl Controller for ControllerService {
         let want = want_of(req.volume_content_source.as_ref())?;
         let name = ids::catalog_name_for(&req.name);
         let _guard = self.begin(format!("volume {name}"))?;
+        let store_url = req.parameters.get("storeUrl").map(String::as_str).unwrap_or("");
+        self.check_secrets(&req.secrets, store_url).await?;
 
         match self.backend.get_dataset(&name).await {
             Ok(ds) => {
@@ -342,6 +356,7 @@ impl Controller for ControllerService {
             return Ok(Response::new(DeleteVolumeResponse {}));
         };
         let _guard = self.begin(format!("volume {name}"))?;
+        self.check_secrets(&req.secrets, "").await?;
         not_found_is_ok(self.backend.delete_dataset(name).await)?;
         tracing::info!(volume = %name, "deleted volume");
         Ok(Response::new(DeleteVolumeResponse {}))
@@ -377,6 +392,7 @@ impl Controller for ControllerService {
                 ));
             }
         }
+        secrets::parse(&req.secrets)?;
         let volume = self.lookup_volume(&req.volume_id).await?;
         let mut reasons: Vec<String> =
             req.volume_capabilities.iter().filter_map(caps::unsupported_reason).collect();
@@ -497,6 +513,7 @@ impl Controller for ControllerService {
         params::validate_snapshot_params(&req.parameters)?;
         let snap = ids::catalog_name_for(&req.name);
         let _guard = self.begin(format!("snapshot {snap}"))?;
+        self.check_secrets(&req.secrets, "").await?;
 
         if let Some(s) = backend::find_snapshot(self.backend.as_ref(), &snap).await? {
             if s.dataset == req.source_volume_id {
@@ -537,6 +554,7 @@ impl Controller for ControllerService {
             return Ok(Response::new(DeleteSnapshotResponse {}));
         };
         let _guard = self.begin(format!("snapshot {snap}"))?;
+        self.check_secrets(&req.secrets, "").await?;
         // Only delete the snapshot the id names (same name on another dataset: not ours).
         if self.snapshot_by_id(&req.snapshot_id).await?.is_some() {
             not_found_is_ok(self.backend.delete_snapshot(snap).await)?;
@@ -551,6 +569,7 @@ impl Controller for ControllerService {
     ) -> Result<Response<ListSnapshotsResponse>, Status> {
         let req = request.into_inner();
         ids::parse_page_token(&req.starting_token)?;
+        self.check_secrets(&req.secrets, "").await?;
         let mut snaps: Vec<BSnapshot> = if !req.snapshot_id.is_empty() {
             self.snapshot_by_id(&req.snapshot_id).await?.into_iter().collect()
         } else if !req.source_volume_id.is_empty() {
@@ -584,6 +603,7 @@ impl Controller for ControllerService {
     ) -> Result<Response<GetSnapshotResponse>, Status> {
         let req = request.into_inner();
         required("snapshot_id", &req.snapshot_id)?;
+        self.check_secrets(&req.secrets, "").await?;
         let s = self
             .snapshot_by_id(&req.snapshot_id)
             .await?
@@ -607,6 +627,7 @@ impl Controller for ControllerService {
         let name = ids::parse_volume_id(&req.volume_id)
             .ok_or_else(|| Status::not_found(format!("volume {} does not exist", req.volume_id)))?;
         let _guard = self.begin(format!("volume {name}"))?;
+        self.check_secrets(&req.secrets, "").await?;
         let ds = match self.backend.get_dataset(name).await {
             Err(e) if e.code() == Code::NotFound => {
                 return Err(Status::not_found(format!("volume {name} does not exist")))

@@ -68,6 +68,7 @@ pub mod ids;
 pub mod mounter;
 pub mod node;
 pub mod params;
+pub mod secrets;
 pub mod server;
 pub mod transport;
 

@@ -22,7 +22,7 @@ use super::mounter::{self, MountInfo, Mounter};
 use super::proto::node_server::Node;
 use super::proto::volume_capability::access_mode::Mode;
 use super::proto::*;
-use super::{caps, ids};
+use super::{caps, ids, secrets};
 
 /// How long a stats call may wait for the dataset server before the volume is reported abnormal.
 const STATS_TIMEOUT: Duration = Duration::from_secs(10);
@@ -222,7 +222,12 @@ impl Node for NodeService {
             || caps::mode_is_read_only(mode)
             || matches!(export, Export::Snapshot { .. });
         let source = self.source(&export);
+        let creds = secrets::parse(&req.secrets)?;
         let _guard = self.begin(&target)?;
+        if let Some(creds) = creds {
+            // The node's dataset server checks them against the store it serves the volume from.
+            self.backend.check_store_access("", &creds).await?;
+        }
 
         let mounts = self.mounter.mounts().await.map_err(mount_err)?;
         if let Some(m) = mounter::mount_at(&mounts, &target) {
@@ -335,7 +340,7 @@ impl Node for NodeService {
                 .await
                 .map_err(|_| Status::deadline_exceeded("dataset server did not answer"))
                 .and_then(|r| r)
-                .map(|s| (s.used_bytes, s.used_inodes, s.quota_bytes)),
+                .map(|s| (s.used_bytes, s.used_inodes, s.quota_bytes, s.health)),
             Export::Snapshot { dataset, snapshot } => {
                 tokio::time::timeout(STATS_TIMEOUT, self.backend.list_snapshots(dataset))
                     .await
@@ -344,15 +349,16 @@ impl Node for NodeService {
                     .and_then(|l| {
                         l.into_iter()
                             .find(|s| &s.name == snapshot)
-                            .map(|s| (s.size_bytes, 0, Some(s.size_bytes)))
+                            .map(|s| (s.size_bytes, 0, Some(s.size_bytes), None))
                             .ok_or_else(|| Status::not_found("snapshot is gone"))
                     })
             }
         };
         let resp = match stats {
-            Ok((used, inodes, quota)) => {
+            Ok((used, inodes, quota, health)) => {
                 let total = quota.unwrap_or(ids::MAX_VOLUME_BYTES).max(used);
-                let abnormal = quota.is_some_and(|q| used > q);
+                let problem = health.and_then(|h| h.problem());
+                let abnormal = problem.is_some() || quota.is_some_and(|q| used > q);
                 NodeGetVolumeStatsResponse {
                     usage: vec![
                         VolumeUsage {
@@ -371,7 +377,9 @@ impl Node for NodeService {
                     ],
                     volume_condition: Some(VolumeCondition {
                         abnormal,
-                        message: if abnormal {
+                        message: if let Some(p) = problem {
+                            p
+                        } else if abnormal {
                             format!("over quota: {used} bytes used of {total}")
                         } else {
                             "dataset server reachable".into()

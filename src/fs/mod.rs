@@ -34,6 +34,7 @@ pub use error::{FsError, FsResult};
 pub use namespace::{DirEntry, NewNode, RenameOutcome};
 pub use perm::Caller;
 pub use attr::{SetAttr, SetTime};
+pub use commit::Health;
 
 use crate::config::DurabilityMode;
 use codec::Superblock;
@@ -140,6 +141,16 @@ impl Filesystem {
             }
             Backend::Snapshot(_) => false,
         }
+    }
+
+    /// For health reports (DatasetStats, the CSI volume condition): fenced, or the store has
+    /// not answered a WAL flush for a while. Knows of a fencing only once a write or
+    /// [`Filesystem::check_fenced`] met it.
+    pub fn health(&self) -> Health {
+        if self.is_fenced() {
+            return Health::Fenced;
+        }
+        self.committer.health()
     }
 
     /// Like [`Filesystem::is_fenced`], after reading the latest manifest: a writer learns it
