@@ -56,6 +56,9 @@ pub struct StorageConfig {
     /// The most the read cache may hold: bytes, or with a unit (`512MiB`, `20GiB`, `1GB`).
     /// Default 16GiB.
     pub cache_size: Option<String>,
+    /// The in-memory cache of SST blocks, indexes and filters, shared by every dataset this
+    /// process serves: bytes or with a unit. Default 512MiB.
+    pub memory_cache_size: Option<String>,
     /// How long a call that needs the object store (a durability wait) waits before it answers
     /// "try again later" (NFS3ERR_JUKEBOX; the NFS client retries by itself). Default 5000.
     pub unavailable_after_ms: Option<u64>,
@@ -64,6 +67,9 @@ pub struct StorageConfig {
     /// Default 300000 (5 min).
     pub io_error_after_ms: Option<u64>,
 }
+
+/// Default `[storage] memory_cache_size`: the SST cache shared by every dataset of a process.
+pub const DEFAULT_MEMORY_CACHE_BYTES: u64 = 512 << 20;
 
 /// Parses a size: `1048576`, `512KiB`, `64MiB`, `20GiB`, `1TiB`, `500MB`, `1GB`, `2TB`.
 pub fn parse_size(s: &str) -> Result<u64> {
@@ -91,6 +97,14 @@ pub fn parse_size(s: &str) -> Result<u64> {
 }
 
 impl StorageConfig {
+    /// `memory_cache_size` in bytes (default 512 MiB).
+    pub fn memory_cache_size_bytes(&self) -> Result<u64> {
+        match &self.memory_cache_size {
+            Some(s) => parse_size(s).context("storage.memory_cache_size"),
+            None => Ok(DEFAULT_MEMORY_CACHE_BYTES),
+        }
+    }
+
     /// `cache_size` in bytes (default 16 GiB).
     pub fn cache_size_bytes(&self) -> Result<u64> {
         match &self.cache_size {
@@ -111,6 +125,7 @@ impl Default for StorageConfig {
             credentials_file: None,
             cache_dir: None,
             cache_size: None,
+            memory_cache_size: None,
             unavailable_after_ms: None,
             io_error_after_ms: None,
         }
@@ -192,6 +207,7 @@ impl Config {
             bail!("storage.url must not be empty");
         }
         self.storage.cache_size_bytes()?;
+        self.storage.memory_cache_size_bytes()?;
         if self.storage.unavailable_after_ms == Some(0) {
             bail!("storage.unavailable_after_ms must be at least 1");
         }

@@ -13,6 +13,7 @@ pub mod faults;
 pub mod probe;
 pub mod url;
 pub mod wait;
+pub mod memory_cache;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,6 +51,8 @@ pub struct Store {
     /// The on-disk read cache every database opened from this store uses (object stores
     /// with `[storage] cache_dir` only).
     cache: Option<cache::ReadCache>,
+    /// The in-memory SST cache shared by every database opened from this store.
+    memory_cache: memory_cache::MemoryCache,
 }
 
 impl Store {
@@ -64,6 +67,7 @@ impl Store {
         wait::install(wait::WaitLimits::from_config(cfg));
         let mut store =
             Store::from_parts(resolved.object_store, resolved.root, resolved.local_dir, &cfg.url);
+        store.memory_cache = memory_cache::MemoryCache::new(cfg.memory_cache_size_bytes()?);
         if let (Some(dir), None) = (&cfg.cache_dir, &store.local_dir) {
             let c = cache::ReadCache::new(dir, &cfg.url, cfg.endpoint.as_deref(), cfg.cache_size_bytes()?);
             std::fs::create_dir_all(&c.root).with_context(|| {
@@ -117,6 +121,7 @@ impl Store {
             probe_accounted: None,
             faults: None,
             cache: None,
+            memory_cache: memory_cache::MemoryCache::new(crate::config::DEFAULT_MEMORY_CACHE_BYTES),
         }
     }
 
@@ -197,6 +202,7 @@ impl Store {
         }
         Db::builder(path.clone(), self.object_store.clone())
             .with_settings(settings)
+            .with_db_cache(self.memory_cache.cache(), memory_cache::MemoryCache::scope(path))
             .build()
             .await
             .with_context(|| format!("cannot open database {path}"))
@@ -207,6 +213,7 @@ impl Store {
         DbReader::builder(path.clone(), self.object_store.clone())
             .with_reader_mode(DbReaderMode::Checkpoint(checkpoint))
             .with_options(self.reader_options())
+            .with_db_cache(self.memory_cache.cache(), memory_cache::MemoryCache::scope(path))
             .build()
             .await
             .with_context(|| format!("cannot open checkpoint {checkpoint} of {path}"))
@@ -345,8 +352,16 @@ async fn log_requests(
 
 /// SlateDB settings for a dataset's database. The WAL is flushed on demand by the group
 /// committer in sync mode and on `flush_interval` in async mode.
+///
+/// Memory per busy dataset is bounded by the active memtable (`l0_sst_size_bytes`, 64 MiB)
+/// plus what waits to be written (`max_unflushed_bytes`; writers pause beyond it). SlateDB's
+/// default of 512 MiB for the latter let one async-mode writer grow the process past 1.5 GiB.
 pub fn dataset_settings(flush_interval: Duration) -> Settings {
-    Settings { flush_interval: Some(flush_interval), ..Settings::default() }
+    Settings {
+        flush_interval: Some(flush_interval),
+        max_unflushed_bytes: 256 << 20,
+        ..Settings::default()
+    }
 }
 
 impl Store {
