@@ -1,49 +1,49 @@
-//! Datasets and snapshots: the catalog (`Registry`) over a real local store, the admin gRPC API
+//! Datasets and snapshots: the catalog (`Registry`) over a real store, the admin gRPC API
 //! over a real unix socket / TCP listener, and the `slatefs dataset` CLI against a real
 //! `slatefs serve` process (including kill -9 in the middle of every catalog operation).
+//!
+//! One suite for both stores: a local directory by default, a real S3 server on 127.0.0.1
+//! (tests/support/s3.rs) under `SLATEFS_TEST_STORE=s3`. What the tests check in the store
+//! itself (which databases hold objects, their checkpoints) they read through the store's
+//! object_store client, whichever store it is.
 
 #[path = "support/server.rs"]
 mod server;
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use futures::TryStreamExt;
 use slatefs::admin::{client, proto, server::AdminListener, AdminAddr};
 use slatefs::catalog::{CatalogError, ObjectKind, Registry, SnapshotResult};
-use slatefs::config::{CatalogRole, Config};
+use slatefs::config::{CatalogRole, Config, StorageConfig};
 use slatefs::fs::{Caller, Filesystem, Kind, NewNode, ROOT_INO};
-use slatefs::store::accounting::AccountingStore;
 use slatefs::store::Store;
+
+use server::s3::{test_store, TestStore};
 
 // ------------------------------------------------------------------------------ helpers
 
-fn config_for(dir: &Path) -> Config {
-    let mut c = Config::default();
-    c.storage.url = format!("file://{}", dir.display());
-    c
+fn config_for(storage: &StorageConfig) -> Config {
+    Config { storage: storage.clone(), ..Config::default() }
 }
 
-async fn open_registry(dir: &Path) -> Arc<Registry> {
-    let config = config_for(dir);
-    let store = Store::open(&config.storage).unwrap();
-    Registry::open(store, &config).await.unwrap()
+async fn open_registry(ts: &TestStore) -> Arc<Registry> {
+    let config = config_for(&ts.config);
+    Registry::open(ts.open(), &config).await.unwrap()
 }
 
-fn dataset_dir(store_dir: &Path, id: u64) -> PathBuf {
-    store_dir.join("datasets").join(format!("{id:016x}"))
+/// Objects under `rel` (a path below the store's root), listed from the store.
+async fn objects_under(store: &Store, rel: &str) -> usize {
+    match store.object_store().list(Some(&store.path(rel))).try_collect::<Vec<_>>().await {
+        Ok(objects) => objects.len(),
+        // A local store whose directory was never made.
+        Err(object_store::Error::NotFound { .. }) => 0,
+        Err(e) => panic!("cannot list {rel}: {e}"),
+    }
 }
 
-/// Files under a path (a local store leaves empty directories behind when objects go).
-fn objects_under(path: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
-    entries
-        .map(|e| e.unwrap())
-        .map(|e| if e.file_type().unwrap().is_dir() { objects_under(&e.path()) } else { 1 })
-        .sum()
-}
-
-fn has_db(store_dir: &Path, id: u64) -> bool {
-    objects_under(&dataset_dir(store_dir, id)) > 0
+async fn has_db(store: &Store, id: u64) -> bool {
+    objects_under(store, &format!("datasets/{id:016x}")).await > 0
 }
 
 async fn write_file(fs: &Filesystem, name: &str, data: &[u8]) {
@@ -71,9 +71,9 @@ fn is_not_found<T: std::fmt::Debug>(r: Result<T, CatalogError>) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn catalog_lifecycle_snapshots_clones_and_deletion_with_dependants() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    let reg = open_registry(dir).await;
+    let ts = test_store().await;
+    let reg = open_registry(&ts).await;
+    let store = ts.open();
 
     // First start: the default dataset `root`, exported as "" and "/".
     let root = reg.get_default().await.unwrap();
@@ -84,7 +84,7 @@ async fn catalog_lifecycle_snapshots_clones_and_deletion_with_dependants() {
 
     let data = reg.create_dataset("data", Some(1 << 20)).await.unwrap();
     assert_eq!(data.quota, Some(1 << 20));
-    assert!(has_db(dir, data.id));
+    assert!(has_db(&store, data.id).await);
     assert_eq!(reg.object_kind(data.id).await.unwrap(), ObjectKind::Dataset);
     let fs = reg.filesystem(data.id).await.unwrap();
     assert_eq!(fs.quota(), Some(1 << 20));
@@ -147,7 +147,7 @@ async fn catalog_lifecycle_snapshots_clones_and_deletion_with_dependants() {
     assert!(is_not_found(reg.resolve_export("data").await));
     assert!(is_not_found(reg.object_kind(data.id).await));
     assert!(!reg.list_datasets().await.unwrap().iter().any(|d| d.name == "data"));
-    assert!(has_db(dir, data.id));
+    assert!(has_db(&store, data.id).await);
     assert_eq!(read_file(&cl_fs, "f").await.unwrap(), b"clone", "clones keep working");
     assert_eq!(read_file(&snap_fs, "f").await.unwrap(), b"monday", "snapshots keep working");
     // The name is free again.
@@ -161,21 +161,21 @@ async fn catalog_lifecycle_snapshots_clones_and_deletion_with_dependants() {
     assert_eq!(out.dependants, vec!["data-clone".to_string()]);
     assert!(is_not_found(reg.object_kind(mon.id).await));
     assert!(reg.list_snapshots(None).await.unwrap().is_empty());
-    assert!(has_db(dir, data.id));
+    assert!(has_db(&store, data.id).await);
 
     // Last dependants go: everything is collected.
     assert!(reg.delete_dataset("data-ws").await.unwrap().removed);
-    assert!(has_db(dir, data.id), "the clone still needs it");
+    assert!(has_db(&store, data.id).await, "the clone still needs it");
     assert!(reg.delete_dataset("data-clone").await.unwrap().removed);
-    assert!(!has_db(dir, cl.id));
-    assert!(!has_db(dir, ws.id));
-    assert!(!has_db(dir, data.id), "collected with its last dependant");
+    assert!(!has_db(&store, cl.id).await);
+    assert!(!has_db(&store, ws.id).await);
+    assert!(!has_db(&store, data.id).await, "collected with its last dependant");
     assert_eq!(reg.list_datasets().await.unwrap().len(), 1);
 
     // Restart: state and the id counter survive.
     reg.shutdown().await;
     assert!(matches!(reg.filesystem(root.id).await, Err(CatalogError::Unavailable(_))));
-    let reg = open_registry(dir).await;
+    let reg = open_registry(&ts).await;
     assert_eq!(reg.get_default().await.unwrap().id, root.id);
     let next = reg.create_dataset("after-restart", None).await.unwrap();
     assert!(next.id > again.id, "ids are never reused across restarts");
@@ -187,11 +187,11 @@ async fn catalog_lifecycle_snapshots_clones_and_deletion_with_dependants() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn catalog_reader_follows_the_owner_and_refuses_changes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let owner = open_registry(tmp.path()).await;
-    let mut config = config_for(tmp.path());
+    let ts = test_store().await;
+    let owner = open_registry(&ts).await;
+    let mut config = config_for(&ts.config);
     config.catalog.role = CatalogRole::Reader;
-    let reader = Registry::open(Store::open(&config.storage).unwrap(), &config).await.unwrap();
+    let reader = Registry::open(ts.open(), &config).await.unwrap();
     assert!(reader.is_reader());
     assert_eq!(reader.get_default().await.unwrap().name, "root");
 
@@ -216,20 +216,13 @@ async fn catalog_reader_follows_the_owner_and_refuses_changes() {
 }
 
 /// A snapshot and a clone of a dataset holding 200 MiB write next to nothing to the store:
-/// counted by an accounting wrapper around the real store.
+/// counted by the store's request accounting (a wrapper right above the real backend).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn snapshot_and_clone_of_200_mib_write_almost_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let config = config_for(tmp.path());
-    let plain = Store::open(&config.storage).unwrap();
-    let accounting = Arc::new(AccountingStore::new(plain.object_store().clone()));
-    let store = Store::from_parts(
-        accounting.clone(),
-        object_store::path::Path::from(""),
-        plain.local_dir().map(Path::to_path_buf),
-        &config.storage.url,
-    );
-    let reg = Registry::open(store, &config).await.unwrap();
+    let ts = test_store().await;
+    let config = config_for(&ts.config);
+    let accounting = ts.open();
+    let reg = Registry::open(accounting.clone(), &config).await.unwrap();
     let d = reg.create_dataset("big", None).await.unwrap();
     let fs = reg.filesystem(d.id).await.unwrap();
 
@@ -239,7 +232,7 @@ async fn snapshot_and_clone_of_200_mib_write_almost_nothing() {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut buf = vec![0u8; slatefs::fs::MAX_IO_SIZE];
     const TOTAL: u64 = 200 << 20;
-    let before_data = accounting.stats();
+    let before_data = accounting.request_stats();
     for off in (0..TOTAL).step_by(buf.len()) {
         for w in buf.chunks_exact_mut(8) {
             x ^= x << 13;
@@ -257,26 +250,26 @@ async fn snapshot_and_clone_of_200_mib_write_almost_nothing() {
         .flush_with_options(slatedb::config::FlushOptions { flush_type: slatedb::config::FlushType::MemTable })
         .await
         .unwrap();
-    let data_written = (accounting.stats() - before_data).bytes_up;
+    let data_written = (accounting.request_stats() - before_data).bytes_up;
     assert!(data_written >= TOTAL, "the data itself went to the store: {data_written}");
     assert_eq!(fs.usage().await.bytes, TOTAL);
 
-    let before = accounting.stats();
+    let before = accounting.request_stats();
     let SnapshotResult::Snapshot(snap) = reg.create_snapshot("big", "snap", true).await.unwrap() else {
         panic!()
     };
-    let snapshot_cost = accounting.stats() - before;
+    let snapshot_cost = accounting.request_stats() - before;
     assert_eq!(snap.size_bytes, TOTAL);
 
-    let before = accounting.stats();
+    let before = accounting.request_stats();
     let clone = reg.clone_snapshot("snap", "big-clone").await.unwrap();
-    let clone_cost = accounting.stats() - before;
+    let clone_cost = accounting.request_stats() - before;
 
-    let before = accounting.stats();
+    let before = accounting.request_stats();
     let SnapshotResult::Dataset(ws) = reg.create_snapshot("big", "big-ws", false).await.unwrap() else {
         panic!()
     };
-    let writable_cost = accounting.stats() - before;
+    let writable_cost = accounting.request_stats() - before;
 
     eprintln!("data: {data_written} bytes up");
     eprintln!("read-only snapshot: {snapshot_cost}");
@@ -309,7 +302,8 @@ async fn snapshot_and_clone_of_200_mib_write_almost_nothing() {
 async fn admin_api_maps_errors_to_grpc_codes_and_checks_tokens() {
     use tonic::Code;
     let tmp = tempfile::tempdir().unwrap();
-    let reg = open_registry(&tmp.path().join("data")).await;
+    let ts = test_store().await;
+    let reg = open_registry(&ts).await;
     let sock = tmp.path().join("admin.sock");
     // A stale socket file from a crashed server is replaced.
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
@@ -459,6 +453,11 @@ fn names(v: &serde_json::Value) -> Vec<String> {
     n
 }
 
+/// A client of the store a server runs on (a local directory, or its S3 server).
+fn server_store(server: &Server) -> Store {
+    Store::open(&server.storage_config().expect("the test server's store")).unwrap()
+}
+
 async fn nfs_put(c: &mut nfs::Client, name: &str, data: &[u8]) -> Result<(), nfs::nfsstat3> {
     let root = c.root.clone();
     let f = match c.lookup(&root, name.as_bytes()).await {
@@ -481,7 +480,7 @@ async fn nfs_get(c: &mut nfs::Client, path: &str) -> Result<Vec<u8>, nfs::nfssta
 async fn cli_datasets_snapshots_clones_quota_and_errors_over_a_real_server() {
     let server = Server::start();
     let port = server.nfs_port;
-    let store_dir = server.path().join("data");
+    let store = server_store(&server);
 
     assert_eq!(ok(&server, &["get-default"]).stdout, "root\n");
     let created = ok(&server, &["create", "data", "--quota", "1Mi", "--output", "json"]).json();
@@ -592,18 +591,22 @@ async fn cli_datasets_snapshots_clones_quota_and_errors_over_a_real_server() {
     assert!(o.stdout.contains("hidden") && o.stdout.contains("data@monday"), "{}", o.stdout);
     assert_eq!(names(&ok(&server, &["list", "-o", "json"]).json()), ["data-clone", "data-ws", "root"]);
     assert!(nfs::Client::mount(port, "/data").await.is_err(), "a deleted dataset does not mount");
-    assert!(has_db(&store_dir, data_id));
+    assert!(has_db(&store, data_id).await);
     assert_eq!(nfs_get(&mut cl, "f").await.unwrap(), b"clone", "the clone keeps working");
     assert_eq!(nfs_get(&mut ws, "f").await.unwrap(), b"changed in ws");
     let o = ok(&server, &["delete-snapshot", "monday"]);
     assert!(o.stdout.contains("hidden") && o.stdout.contains("data-clone"), "{}", o.stdout);
     assert!(names(&ok(&server, &["list-snapshots", "-o", "json"]).json()).is_empty());
     ok(&server, &["delete", "data-ws"]);
-    assert!(has_db(&store_dir, data_id), "the clone still needs the source's objects");
+    assert!(has_db(&store, data_id).await, "the clone still needs the source's objects");
     let o = ok(&server, &["delete", "data-clone"]);
     assert_eq!(o.stdout, "deleted dataset data-clone\n");
-    assert!(!has_db(&store_dir, data_id), "collected with its last dependant");
-    assert_eq!(objects_under(&store_dir.join("datasets")), objects_under(&store_dir.join("datasets").join("0000000000000001")));
+    assert!(!has_db(&store, data_id).await, "collected with its last dependant");
+    assert_eq!(
+        objects_under(&store, "datasets").await,
+        objects_under(&store, "datasets/0000000000000001").await,
+        "only root's database is left"
+    );
     assert_eq!(names(&ok(&server, &["list", "-o", "json"]).json()), ["root"]);
 }
 
@@ -615,16 +618,15 @@ struct StoreView {
     checkpoints: std::collections::BTreeMap<u64, Vec<String>>,
 }
 
-async fn store_view(store_dir: &Path) -> StoreView {
+async fn store_view(store: &Store) -> StoreView {
+    // datasets/<id:016x>/...: the id is the first part below `datasets`.
+    let datasets = store.path("datasets");
     let mut dbs = std::collections::BTreeSet::new();
-    for e in std::fs::read_dir(store_dir.join("datasets")).unwrap() {
-        let e = e.unwrap();
-        if objects_under(&e.path()) > 0 {
-            dbs.insert(u64::from_str_radix(e.file_name().to_str().unwrap(), 16).unwrap());
-        }
+    let objects: Vec<_> = store.object_store().list(Some(&datasets)).try_collect().await.unwrap();
+    for o in objects {
+        let id = o.location.prefix_match(&datasets).and_then(|mut parts| parts.next()).unwrap();
+        dbs.insert(u64::from_str_radix(id.as_ref(), 16).unwrap());
     }
-    let config = config_for(store_dir);
-    let store = Store::open(&config.storage).unwrap();
     let mut checkpoints = std::collections::BTreeMap::new();
     for &id in &dbs {
         let mut names: Vec<String> = store
@@ -645,10 +647,10 @@ async fn store_view(store_dir: &Path) -> StoreView {
 /// snapshots, and it holds at most one unnamed pin per dataset cloned from it (SlateDB pins a
 /// parent only when the clone shares its SST files; a clone of a checkpoint whose data was
 /// still in the WAL copied that WAL and needs no pin).
-async fn assert_consistent(server: &Server, store_dir: &Path) {
+async fn assert_consistent(server: &Server, store: &Store) {
     let datasets = ok(server, &["list", "-o", "json"]).json();
     let snapshots = ok(server, &["list-snapshots", "-o", "json"]).json();
-    let view = store_view(store_dir).await;
+    let view = store_view(store).await;
     let listed: std::collections::BTreeSet<u64> =
         datasets.as_array().unwrap().iter().map(|d| d["id"].as_u64().unwrap()).collect();
     assert_eq!(view.dbs, listed, "databases in the store vs datasets in the catalog");
@@ -693,7 +695,7 @@ fn normal(store_url: &str) -> Server {
 async fn cli_kill9_in_the_middle_of_every_operation() {
     let mut home = Server::start();
     let store_url = home.store_url.clone();
-    let store_dir = home.path().join("data");
+    let store = server_store(&home);
     ok(&home, &["create", "src"]);
     let mut c = nfs::Client::mount(home.nfs_port, "/src").await.unwrap();
     nfs_put(&mut c, "f", b"source data").await.unwrap();
@@ -728,7 +730,7 @@ async fn cli_kill9_in_the_middle_of_every_operation() {
         kept.push(crashed);
 
         let mut server = normal(&store_url);
-        assert_consistent(&server, &store_dir).await;
+        assert_consistent(&server, &store).await;
         let listed = ok(&server, &["list", "-o", "json"]).stdout;
         let snaps = ok(&server, &["list-snapshots", "-o", "json"]).stdout;
         let target = cmd[cmd.len() - 1 - usize::from(cmd.last() == Some(&"--readonly"))];
@@ -743,7 +745,7 @@ async fn cli_kill9_in_the_middle_of_every_operation() {
             assert!(!snaps.contains(&format!("\"{target}\"")), "{point}: {target} still listed");
             fails(&server, cmd, 1, repeat);
         }
-        assert_consistent(&server, &store_dir).await;
+        assert_consistent(&server, &store).await;
         assert!(server.stop(), "clean stop:\n{}", server.logs());
     }
 
@@ -761,6 +763,6 @@ async fn cli_kill9_in_the_middle_of_every_operation() {
     for d in ["w1", "w2", "w3", "k1", "k2", "src"] {
         ok(&server, &["delete", d]);
     }
-    assert_consistent(&server, &store_dir).await;
-    assert_eq!(store_view(&store_dir).await.dbs.len(), 1);
+    assert_consistent(&server, &store).await;
+    assert_eq!(store_view(&store).await.dbs.len(), 1);
 }

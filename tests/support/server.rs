@@ -15,13 +15,14 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 #[path = "s3.rs"]
-mod s3;
+pub mod s3;
 
 /// A test S3 server and the `[storage]` section that reaches it.
 struct S3Store {
     _server: s3::S3Server,
     _dir: tempfile::TempDir,
     storage_toml: String,
+    config: slatefs::config::StorageConfig,
 }
 
 /// S3 stores by URL, so that a second server on the same store finds its settings.
@@ -42,11 +43,12 @@ fn start_s3_store() -> (String, Arc<S3Store>) {
         server.region,
         cfg.credentials_file.as_ref().unwrap().display()
     );
-    let store = Arc::new(S3Store { _server: server, _dir: dir, storage_toml });
+    let url = cfg.url.clone();
+    let store = Arc::new(S3Store { _server: server, _dir: dir, storage_toml, config: cfg });
     let mut all = S3_STORES.lock().unwrap();
     all.retain(|(_, w)| w.strong_count() > 0);
-    all.push((cfg.url.clone(), Arc::downgrade(&store)));
-    (cfg.url, store)
+    all.push((url.clone(), Arc::downgrade(&store)));
+    (url, store)
 }
 
 fn find_s3_store(url: &str) -> Option<Arc<S3Store>> {
@@ -137,6 +139,20 @@ impl Server {
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// `[storage]` settings that reach this server's store (its S3 server under an S3 run),
+    /// for a test that looks at the store itself. `None` for a store the test configured
+    /// itself in the config file or with a URL this module did not start.
+    pub fn storage_config(&self) -> Option<slatefs::config::StorageConfig> {
+        match &self.s3 {
+            Some(s3) => Some(s3.config.clone()),
+            None if self.store_url.starts_with("file://") => Some(slatefs::config::StorageConfig {
+                url: self.store_url.clone(),
+                ..Default::default()
+            }),
+            None => None,
+        }
     }
 
     pub fn log_path(&self) -> PathBuf {
