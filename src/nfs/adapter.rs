@@ -177,6 +177,18 @@ impl<E: Exports> NfsAdapter<E> {
 }
 
 #[async_trait]
+impl<E: Exports> super::rpc::WriteStability for NfsAdapter<E> {
+    async fn writes_are_stable(&self, id: fileid3) -> bool {
+        let (object, _) = handle::split(id);
+        match self.fs(object).await {
+            Ok(fs) => fs.durability() == crate::config::DurabilityMode::Sync,
+            // Nothing was written; a later COMMIT will report the failure.
+            Err(_) => true,
+        }
+    }
+}
+
+#[async_trait]
 impl<E: Exports> NFSFileSystem for NfsAdapter<E> {
     fn capabilities(&self) -> VFSCapabilities {
         VFSCapabilities::ReadWrite

@@ -5,6 +5,7 @@ mod attrs;
 pub mod exports;
 mod guard;
 pub mod handle;
+mod rpc;
 mod catalog_exports;
 
 use std::net::SocketAddr;
@@ -32,6 +33,10 @@ pub async fn start<E: Exports>(
     let addr: SocketAddr = listen.parse().with_context(|| format!("invalid NFS listen address {listen:?}"))?;
     let front = TcpListener::bind(addr).await.with_context(|| format!("cannot listen for NFS on {addr}"))?;
     let local_addr = front.local_addr()?;
+    if std::env::var_os("SLATEFS_OWN_RPC").is_some() {
+        let task = tokio::spawn(rpc::serve(adapter, front, shutdown));
+        return Ok(NfsServer { local_addr, task });
+    }
     let backend_addr: SocketAddr = "127.0.0.1:0".parse().expect("literal address");
     let backend = NFSTcpListener::bind(backend_addr, adapter).await.context("cannot start the NFS listener")?;
     let backend_addr = SocketAddr::new(backend.get_listen_ip(), backend.get_listen_port());

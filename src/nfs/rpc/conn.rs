@@ -1,0 +1,98 @@
+//! One client connection: a reader that takes records off the socket and runs each call in its
+//! own task, and one writer that sends replies in whatever order they finish.
+//!
+//! Clients pipeline (the Linux client keeps dozens of calls in flight per connection), so calls
+//! run concurrently; a slot semaphore and a byte budget bound what one connection may hold in
+//! memory, and when they run out the reader stops reading, which pushes back through TCP.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::record::{read_record, MAX_RECORD};
+use super::{Backend, Reply, Rpc};
+
+/// Calls one connection may have in progress at once.
+pub const MAX_IN_FLIGHT: usize = 64;
+/// Bytes of requests one connection may have in progress at once, in KiB.
+const MAX_KIB_IN_FLIGHT: usize = 64 * 1024;
+const READ_BUFFER: usize = 64 * 1024;
+const WRITE_BUFFER: usize = 64 * 1024;
+
+pub async fn serve<V: Backend>(rpc: Arc<Rpc<V>>, stream: TcpStream, peer: SocketAddr, stop: CancellationToken) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    let (rx, tx) = stream.into_split();
+    let mut rx = BufReader::with_capacity(READ_BUFFER, rx);
+    let (replies, outbox) = mpsc::channel::<Reply>(MAX_IN_FLIGHT);
+    tokio::spawn(write_replies(tx, outbox));
+    let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let budget = Arc::new(Semaphore::new(MAX_KIB_IN_FLIGHT));
+    loop {
+        let slot = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            s = slots.clone().acquire_owned() => s.expect("the semaphore is never closed"),
+        };
+        let mut record = Vec::new();
+        let more = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            r = read_record(&mut rx, &mut record, MAX_RECORD) => r?,
+        };
+        if !more {
+            return Ok(());
+        }
+        // A record whose message type is not CALL is not ONC RPC: there is nobody to answer.
+        if record.get(4..8) != Some(&[0, 0, 0, 0][..]) {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "not an RPC call"));
+        }
+        let kib = (record.len() / 1024 + 1).min(MAX_KIB_IN_FLIGHT) as u32;
+        let memory = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            m = budget.clone().acquire_many_owned(kib) => m.expect("the semaphore is never closed"),
+        };
+        let rpc = rpc.clone();
+        let replies = replies.clone();
+        tokio::spawn(async move {
+            if let Some(reply) = rpc.handle(&record, peer.ip()).await {
+                drop(record);
+                let _ = replies.send(reply).await;
+            }
+            drop((slot, memory));
+        });
+    }
+}
+
+async fn write_replies(tx: OwnedWriteHalf, mut outbox: mpsc::Receiver<Reply>) {
+    let mut w = BufWriter::with_capacity(WRITE_BUFFER, tx);
+    while let Some(reply) = outbox.recv().await {
+        let mut result = send(&mut w, &reply).await;
+        // Replies that are already waiting go out in the same flush.
+        while result.is_ok() {
+            match outbox.try_recv() {
+                Ok(next) => result = send(&mut w, &next).await,
+                Err(_) => break,
+            }
+        }
+        if result.is_err() || w.flush().await.is_err() {
+            // The client is gone; the calls still running finish and their replies are dropped.
+            return;
+        }
+    }
+    let _ = w.shutdown().await;
+}
+
+async fn send(w: &mut BufWriter<OwnedWriteHalf>, reply: &Reply) -> io::Result<()> {
+    w.write_all(&reply.head).await?;
+    if !reply.data.is_empty() {
+        // A large payload bypasses the buffer and goes to the socket as it is.
+        w.write_all(&reply.data).await?;
+        let pad = (4 - reply.data.len() % 4) % 4;
+        w.write_all(&[0u8; 3][..pad]).await?;
+    }
+    Ok(())
+}
