@@ -9,6 +9,8 @@ mod csi;
 #[path = "support/nfs.rs"]
 mod nfs;
 use nfs::pattern;
+#[path = "support/s3.rs"]
+mod s3;
 #[path = "support/server.rs"]
 mod server;
 
@@ -40,11 +42,25 @@ fn block_cap() -> VolumeCapability {
     }
 }
 
+/// The CSI secret a StorageClass would name: on an S3 run (`SLATEFS_TEST_STORE=s3`) the test
+/// S3 server's keys, so every controller call below is checked against the store with them; a
+/// local store takes no credentials.
+fn secrets() -> HashMap<String, String> {
+    match s3::StoreKind::from_env() {
+        s3::StoreKind::S3 => HashMap::from([
+            ("accessKeyId".to_string(), s3::DEFAULT_ACCESS_KEY.to_string()),
+            ("secretAccessKey".to_string(), s3::DEFAULT_SECRET_KEY.to_string()),
+        ]),
+        s3::StoreKind::Local => HashMap::new(),
+    }
+}
+
 fn cv(name: &str, required: i64, limit: i64) -> CreateVolumeRequest {
     CreateVolumeRequest {
         name: name.into(),
         capacity_range: Some(CapacityRange { required_bytes: required, limit_bytes: limit }),
         volume_capabilities: vec![cap()],
+        secrets: secrets(),
         ..Default::default()
     }
 }
@@ -70,7 +86,7 @@ fn from_volume(name: &str, required: i64, volume_id: &str) -> CreateVolumeReques
 }
 
 fn cs(name: &str, source: &str) -> CreateSnapshotRequest {
-    CreateSnapshotRequest { name: name.into(), source_volume_id: source.into(), ..Default::default() }
+    CreateSnapshotRequest { name: name.into(), source_volume_id: source.into(), secrets: secrets(), ..Default::default() }
 }
 
 fn code<T: std::fmt::Debug>(r: Result<tonic::Response<T>, tonic::Status>) -> Code {
@@ -155,9 +171,8 @@ async fn probe_is_not_ready_until_the_admin_api_is_reachable() {
 /// owner in-process; everything it made is in the store when it is restarted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controller_runs_the_catalog_owner_in_process() {
-    let store = tempfile::tempdir().unwrap();
-    let url = format!("file://{}", store.path().display());
-    let mut plugin = Plugin::start_in_process_controller(&url);
+    let store = s3::test_store().await;
+    let mut plugin = Plugin::start_in_process_controller(&store.config);
     let mut id = plugin.identity();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while id.probe(ProbeRequest {}).await.unwrap().into_inner().ready != Some(true) {
@@ -171,7 +186,7 @@ async fn controller_runs_the_catalog_owner_in_process() {
     c.create_volume(from_snapshot("pvc-restored", 3 * MIB, &s.snapshot_id)).await.unwrap();
     assert!(plugin.stop(), "unclean stop:\n{}", plugin.logs());
 
-    let plugin = Plugin::start_in_process_controller(&url);
+    let plugin = Plugin::start_in_process_controller(&store.config);
     let mut c = plugin.controller();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let ids: Vec<String> = loop {
@@ -321,10 +336,10 @@ async fn create_and_delete_volume() {
     c.create_volume(ok).await.unwrap();
 
     // DeleteVolume: deletes, repeats, unknown ids succeed.
-    c.delete_volume(DeleteVolumeRequest { volume_id: "pvc-a".into(), ..Default::default() }).await.unwrap();
-    c.delete_volume(DeleteVolumeRequest { volume_id: "pvc-a".into(), ..Default::default() }).await.unwrap();
-    c.delete_volume(DeleteVolumeRequest { volume_id: "never-existed".into(), ..Default::default() }).await.unwrap();
-    c.delete_volume(DeleteVolumeRequest { volume_id: "Not A Dataset!".into(), ..Default::default() }).await.unwrap();
+    c.delete_volume(DeleteVolumeRequest { volume_id: "pvc-a".into(), secrets: secrets() }).await.unwrap();
+    c.delete_volume(DeleteVolumeRequest { volume_id: "pvc-a".into(), secrets: secrets() }).await.unwrap();
+    c.delete_volume(DeleteVolumeRequest { volume_id: "never-existed".into(), secrets: secrets() }).await.unwrap();
+    c.delete_volume(DeleteVolumeRequest { volume_id: "Not A Dataset!".into(), secrets: secrets() }).await.unwrap();
     let e = c.delete_volume(DeleteVolumeRequest::default()).await;
     assert_eq!(code(e), Code::InvalidArgument);
     let e = c.controller_get_volume(ControllerGetVolumeRequest { volume_id: "pvc-a".into() }).await;
@@ -378,7 +393,7 @@ async fn list_volumes_pages() {
     // A deletion between pages neither repeats nor skips the others.
     let first = c.list_volumes(ListVolumesRequest { max_entries: 2, starting_token: String::new() }).await.unwrap().into_inner();
     let deleted = all_ids[2].clone();
-    c.delete_volume(DeleteVolumeRequest { volume_id: deleted.clone(), ..Default::default() }).await.unwrap();
+    c.delete_volume(DeleteVolumeRequest { volume_id: deleted.clone(), secrets: secrets() }).await.unwrap();
     let rest = c.list_volumes(ListVolumesRequest { max_entries: 0, starting_token: first.next_token }).await.unwrap().into_inner();
     let rest_ids: Vec<String> = rest.entries.into_iter().map(|e| e.volume.unwrap().volume_id).collect();
     let expect: Vec<String> = all_ids[2..].iter().filter(|n| **n != deleted).cloned().collect();
@@ -492,7 +507,7 @@ async fn snapshots_create_get_list_delete() {
     assert_eq!(code(c.list_snapshots(list("", "", 1, "nonsense")).await), Code::Aborted);
 
     // DeleteSnapshot: deletes, repeats, unknown ids succeed.
-    let del = |id: &str| DeleteSnapshotRequest { snapshot_id: id.into(), ..Default::default() };
+    let del = |id: &str| DeleteSnapshotRequest { snapshot_id: id.into(), secrets: secrets() };
     c.delete_snapshot(del("vol-a@snapshot-2")).await.unwrap();
     c.delete_snapshot(del("vol-a@snapshot-2")).await.unwrap();
     c.delete_snapshot(del("vol-a@never")).await.unwrap();
@@ -574,13 +589,13 @@ async fn volume_from_snapshot_and_clone_hold_the_data() {
     assert_eq!(read_file(server.nfs_port, "src@snap", "file").await, original);
 
     // Deleting the source keeps what the restored volume, the clone and the snapshot need.
-    c.delete_volume(DeleteVolumeRequest { volume_id: "src".into(), ..Default::default() }).await.unwrap();
+    c.delete_volume(DeleteVolumeRequest { volume_id: "src".into(), secrets: secrets() }).await.unwrap();
     assert_eq!(read_file(server.nfs_port, "clone", "file").await, changed);
     assert_eq!(&read_file(server.nfs_port, "restored", "file").await[..1000], &pattern(9, 1000)[..]);
-    c.delete_volume(DeleteVolumeRequest { volume_id: "clone".into(), ..Default::default() }).await.unwrap();
-    c.delete_volume(DeleteVolumeRequest { volume_id: "restored".into(), ..Default::default() }).await.unwrap();
-    c.delete_snapshot(DeleteSnapshotRequest { snapshot_id: snap.snapshot_id.clone(), ..Default::default() }).await.unwrap();
-    c.delete_snapshot(DeleteSnapshotRequest { snapshot_id: snap.snapshot_id, ..Default::default() }).await.unwrap();
+    c.delete_volume(DeleteVolumeRequest { volume_id: "clone".into(), secrets: secrets() }).await.unwrap();
+    c.delete_volume(DeleteVolumeRequest { volume_id: "restored".into(), secrets: secrets() }).await.unwrap();
+    c.delete_snapshot(DeleteSnapshotRequest { snapshot_id: snap.snapshot_id.clone(), secrets: secrets() }).await.unwrap();
+    c.delete_snapshot(DeleteSnapshotRequest { snapshot_id: snap.snapshot_id, secrets: secrets() }).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -611,6 +626,7 @@ async fn expand_then_write_past_the_old_size() {
     let expand = |v: &str, req: i64, lim: i64| ControllerExpandVolumeRequest {
         volume_id: v.into(),
         capacity_range: Some(CapacityRange { required_bytes: req, limit_bytes: lim }),
+        secrets: secrets(),
         ..Default::default()
     };
     let r = c.controller_expand_volume(expand("grow", 8 * MIB, 0)).await.unwrap().into_inner();
@@ -747,6 +763,7 @@ async fn node_info_capabilities_and_errors() {
         volume_id: v.into(),
         target_path: target.into(),
         volume_capability: cap,
+        secrets: secrets(),
         ..Default::default()
     };
     assert_eq!(code(n.node_publish_volume(publish("", &t, Some(cap()))).await), Code::InvalidArgument);
@@ -809,6 +826,7 @@ async fn node_publish_unpublish_through_the_kernel() {
         target_path: target.into(),
         volume_capability: Some(cap_mode(mode)),
         readonly,
+        secrets: secrets(),
         ..Default::default()
     };
 
@@ -850,4 +868,167 @@ async fn node_publish_unpublish_through_the_kernel() {
         .await
         .unwrap();
     assert!(!target.exists());
+}
+
+// ------------------------------------------------------------------------------- Secrets
+
+/// Object-store credentials come from CSI secrets. Malformed secrets are refused before
+/// anything is made; on S3 the store itself judges them (the catalog owner, and for
+/// NodePublish the node's dataset server, run the store's start-up checks with them); a local
+/// store takes none. No secret value reaches an error message or a log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_credentials_come_from_csi_secrets() {
+    const WRONG: &str = "wrong-secret-never-logged-0123456789";
+    let server = Server::start();
+    let plugin = Plugin::start(&server);
+    let mut c = plugin.controller();
+    let mut n = plugin.node();
+    let on_s3 = server.store_url.starts_with("s3://");
+    let kv = |pairs: &[(&str, &str)]| -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    };
+    let with = |name: &str, secrets: HashMap<String, String>| CreateVolumeRequest { secrets, ..cv(name, MIB, 0) };
+    let get = |v: &str| ControllerGetVolumeRequest { volume_id: v.into() };
+    let wrong = kv(&[("accessKeyId", s3::DEFAULT_ACCESS_KEY), ("secretAccessKey", WRONG)]);
+
+    for bad in [
+        kv(&[("accessKeyId", "a"), ("secretAccessKey", WRONG), ("region", "x")]),
+        kv(&[("accessKeyId", "a")]),
+        kv(&[("secretAccessKey", WRONG)]),
+        kv(&[("accessKeyId", "a"), ("secretAccessKey", " ")]),
+        kv(&[("accessKeyId", "a"), ("secretAccessKey", WRONG), ("AWS_SECRET_ACCESS_KEY", "other")]),
+    ] {
+        let e = c.create_volume(with("pvc-sec", bad.clone())).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{bad:?}: {e:?}");
+        assert!(!e.message().contains(WRONG), "{e:?}");
+    }
+    assert_eq!(code(c.controller_get_volume(get("pvc-sec")).await), Code::NotFound);
+
+    let target = plugin.path().join("pods/sec/mount").display().to_string();
+    let publish = |secrets: HashMap<String, String>| NodePublishVolumeRequest {
+        volume_id: "pvc-sec".into(),
+        target_path: target.clone(),
+        volume_capability: Some(cap()),
+        secrets,
+        ..Default::default()
+    };
+
+    if !on_s3 {
+        // A local directory takes no credentials: a secret for it is a mistake, and said so.
+        let e = c.create_volume(with("pvc-sec", wrong.clone())).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        assert!(e.message().contains("takes no credentials"), "{e:?}");
+        assert_eq!(code(c.controller_get_volume(get("pvc-sec")).await), Code::NotFound);
+        c.create_volume(with("pvc-sec", HashMap::new())).await.unwrap();
+        let e = n.node_publish_volume(publish(wrong.clone())).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    } else {
+        // The store rejects the wrong key: PERMISSION_DENIED, and nothing is made.
+        let e = c.create_volume(with("pvc-sec", wrong.clone())).await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+        assert!(e.message().contains("rejected the credentials"), "{e:?}");
+        assert!(!e.message().contains(WRONG), "{e:?}");
+        assert_eq!(code(c.controller_get_volume(get("pvc-sec")).await), Code::NotFound);
+
+        // The right keys, naming the store explicitly, in either spelling.
+        let mut r = with("pvc-sec", secrets());
+        r.parameters.insert("storeUrl".into(), server.store_url.clone());
+        c.create_volume(r).await.unwrap();
+        let aws = kv(&[("AWS_ACCESS_KEY_ID", s3::DEFAULT_ACCESS_KEY), ("AWS_SECRET_ACCESS_KEY", s3::DEFAULT_SECRET_KEY)]);
+        c.create_volume(with("pvc-sec-aws", aws)).await.unwrap();
+        write_file(server.nfs_port, "pvc-sec", "f", b"kept").await;
+
+        // Every other controller call with the wrong key is refused and changes nothing.
+        let e = c.delete_volume(DeleteVolumeRequest { volume_id: "pvc-sec".into(), secrets: wrong.clone() }).await;
+        assert_eq!(code(e), Code::PermissionDenied);
+        let e = c.create_snapshot(CreateSnapshotRequest { secrets: wrong.clone(), ..cs("snap-sec", "pvc-sec") }).await;
+        assert_eq!(code(e), Code::PermissionDenied);
+        let expand = ControllerExpandVolumeRequest {
+            volume_id: "pvc-sec".into(),
+            capacity_range: Some(CapacityRange { required_bytes: 2 * MIB, limit_bytes: 0 }),
+            secrets: wrong.clone(),
+            ..Default::default()
+        };
+        assert_eq!(code(c.controller_expand_volume(expand.clone()).await), Code::PermissionDenied);
+        let v = c.controller_get_volume(get("pvc-sec")).await.unwrap().into_inner().volume.unwrap();
+        assert_eq!(v.capacity_bytes, MIB);
+        let s = c.create_snapshot(cs("snap-sec", "pvc-sec")).await.unwrap().into_inner().snapshot.unwrap();
+        let e = c.delete_snapshot(DeleteSnapshotRequest { snapshot_id: s.snapshot_id.clone(), secrets: wrong.clone() }).await;
+        assert_eq!(code(e), Code::PermissionDenied);
+        c.get_snapshot(GetSnapshotRequest { snapshot_id: s.snapshot_id.clone(), secrets: secrets() }).await.unwrap();
+        // The node's dataset server judges a publish's secret before anything is mounted.
+        let e = n.node_publish_volume(publish(wrong.clone())).await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+        assert!(!std::path::Path::new(&target).exists(), "a refused publish made {target}");
+
+        // With the right key they all work.
+        c.controller_expand_volume(ControllerExpandVolumeRequest { secrets: secrets(), ..expand }).await.unwrap();
+        c.delete_snapshot(DeleteSnapshotRequest { snapshot_id: s.snapshot_id, secrets: secrets() }).await.unwrap();
+        assert_eq!(read_file(server.nfs_port, "pvc-sec", "f").await, b"kept");
+        c.delete_volume(DeleteVolumeRequest { volume_id: "pvc-sec".into(), secrets: secrets() }).await.unwrap();
+        assert_eq!(code(c.controller_get_volume(get("pvc-sec")).await), Code::NotFound);
+    }
+
+    for (who, logs) in [("slatefs csi", plugin.logs()), ("slatefs serve", server.logs())] {
+        assert!(!logs.contains(WRONG), "{who} logged a secret:\n{logs}");
+        assert!(!logs.contains(s3::DEFAULT_SECRET_KEY), "{who} logged a secret:\n{logs}");
+    }
+}
+
+// ------------------------------------------------------------------------------- Condition
+
+/// Two `slatefs serve` processes on one store: when the second opens a dataset for writing,
+/// SlateDB fences the first, and the volume condition the first reports turns abnormal
+/// (ControllerGetVolume through the CSI socket; DatasetStats, what NodeGetVolumeStats reports
+/// from, through the admin API). Asking does not take the dataset back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fenced_dataset_reports_an_abnormal_condition() {
+    use slatefs::csi::backend::{Backend, Health};
+    let a = Server::start();
+    let plugin = Plugin::start(&a);
+    let mut c = plugin.controller();
+    let get = || ControllerGetVolumeRequest { volume_id: "pvc-fence".into() };
+    c.create_volume(cv("pvc-fence", 8 * MIB, 0)).await.unwrap();
+    write_file(a.nfs_port, "pvc-fence", "from-a", b"A was here").await;
+    let status = c.controller_get_volume(get()).await.unwrap().into_inner().status.unwrap();
+    let cond = status.volume_condition.unwrap();
+    assert!(!cond.abnormal, "{cond:?}");
+
+    // B follows A's catalog and takes the dataset's writer by writing to it.
+    let b = Server::start_with(server::ServerOptions {
+        store_url: Some(a.store_url.clone()),
+        config: Some("[catalog]\nrole = \"reader\"\n".into()),
+        ..Default::default()
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut cb = loop {
+        match nfs::Client::mount(b.nfs_port, "/pvc-fence").await {
+            Ok(cl) => break cl,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("B never served pvc-fence: {e:?}\n{}", b.logs()),
+        }
+    };
+    let root = cb.root.clone();
+    let f = cb.create(&root, b"from-b", 0o644).await.unwrap();
+    cb.write(&f, 0, b"B took over").await.unwrap();
+
+    let status = c.controller_get_volume(get()).await.unwrap().into_inner().status.unwrap();
+    let cond = status.volume_condition.unwrap();
+    assert!(cond.abnormal, "A's condition after B took over: {cond:?}");
+    assert!(cond.message.contains("fenced"), "{cond:?}");
+
+    let admin = slatefs::admin::AdminAddr::parse(&a.admin).unwrap();
+    let backend = slatefs::csi::admin_backend::AdminBackend::new(&admin, None).unwrap();
+    let stats = backend.dataset_stats("pvc-fence").await.unwrap();
+    assert_eq!(stats.health, Some(Health::Fenced));
+    assert!(stats.health.unwrap().problem().unwrap().contains("fenced"));
+
+    // Neither report moved the writer: B still writes, and A still reports the fence.
+    cb.write(&f, 11, b", and keeps writing").await.unwrap();
+    assert_eq!(cb.read_all(&f).await.unwrap(), b"B took over, and keeps writing");
+    let cond = c.controller_get_volume(get()).await.unwrap().into_inner().status.unwrap().volume_condition.unwrap();
+    assert!(cond.abnormal, "{cond:?}");
 }

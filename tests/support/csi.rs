@@ -55,12 +55,13 @@ impl Plugin {
     }
 
     /// `slatefs csi --mode controller` with no admin address configured: it runs the catalog
-    /// owner in-process on the local store `store_url` (no `slatefs serve` at all).
-    pub fn start_in_process_controller(store_url: &str) -> Plugin {
+    /// owner in-process on the store `storage` names (no `slatefs serve` at all).
+    pub fn start_in_process_controller(storage: &slatefs::config::StorageConfig) -> Plugin {
         let dir = tempfile::tempdir().unwrap();
         let endpoint = dir.path().join("csi.sock");
         let config = dir.path().join("csi.toml");
-        std::fs::write(&config, format!("[storage]\nurl = \"{store_url}\"\n[catalog]\nrole = \"owner\"\n")).unwrap();
+        let storage = toml::to_string(storage).expect("storage config as TOML");
+        std::fs::write(&config, format!("[storage]\n{storage}\n[catalog]\nrole = \"owner\"\n")).unwrap();
         let log = std::fs::File::create(dir.path().join("csi.log")).unwrap();
         let child = Command::new(binary())
             .args(["csi", "--mode", "controller"])
@@ -69,6 +70,9 @@ impl Plugin {
             .arg("-c")
             .arg(&config)
             .env("RUST_LOG", "info,slatedb=warn")
+            // The config file decides the store's credentials, not the environment.
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
