@@ -17,6 +17,7 @@ cargo test --release
 
 echo "== the engine suite again, on a real S3 server (s3s on 127.0.0.1) instead of a local directory"
 SLATEFS_TEST_STORE=s3 cargo test --release --test nfs_engine
+SLATEFS_TEST_STORE=s3 cargo test --release --test csi
 SLATEFS_TEST_STORE=s3 cargo test --release --test datasets
 
 echo "== kernel NFS client suite (qemu)"
