@@ -153,18 +153,19 @@ fn scenarios() -> Vec<Scenario> {
                 "snapshotController": {"enabled": true, "replicas": 2}
             }),
         },
-        // Class secrets and parameters.
+        // Class secrets (S3 keys, so an s3:// store) and parameters.
         Scenario {
             name: "secrets",
             release: "slatefs",
             namespace: "storage",
             values: json!({
+                "storage": {"url": "s3://bucket/slatefs", "credentials": {"secretName": "s3-creds"}},
                 "storageClass": {
                     "isDefault": true,
                     "reclaimPolicy": "Retain",
                     "volumeBindingMode": "WaitForFirstConsumer",
                     "mountOptions": ["actimeo=1"],
-                    "parameters": {"storeUrl": "file:///var/lib/slatefs", "durability": "sync"},
+                    "parameters": {"storeUrl": "s3://bucket/slatefs", "durability": "sync"},
                     "secret": {"name": "sc-creds"}
                 },
                 "volumeSnapshotClass": {"secret": {"name": "sc-creds"}}
@@ -178,6 +179,9 @@ fn invalid_values() -> Vec<(serde_json::Value, &'static str)> {
     vec![
         (json!({"bogus": 1}), "bogus"),
         (json!({"storage": {"url": "file://./relative"}}), "absolute path"),
+        // Class secrets carry S3 keys; a local directory takes none.
+        (json!({"storageClass": {"secret": {"name": "creds"}}}), "takes no credentials"),
+        (json!({"volumeSnapshotClass": {"secret": {"name": "creds"}}}), "takes no credentials"),
         (json!({"durability": {"mode": "sometimes"}}), "durability/mode"),
         (json!({"nfs": {"port": 0}}), "port"),
         (json!({"sidecars": {"provisioner": {"imag": "x"}}}), "imag"),
@@ -1088,7 +1092,7 @@ fn classes_carry_their_parameters_and_secret_references() {
     assert_eq!(sc.mount_options.as_deref(), Some(&["actimeo=1".to_string()][..]));
     assert_eq!(sc.metadata.annotations.as_ref().unwrap()["storageclass.kubernetes.io/is-default-class"], "true");
     let p = sc.parameters.clone().unwrap();
-    assert_eq!(p["storeUrl"], "file:///var/lib/slatefs");
+    assert_eq!(p["storeUrl"], "s3://bucket/slatefs");
     assert_eq!(p["durability"], "sync");
     for op in ["provisioner", "controller-expand", "node-publish"] {
         assert_eq!(p[&format!("csi.storage.k8s.io/{op}-secret-name")], "sc-creds");
@@ -1159,8 +1163,9 @@ fn config_files_are_valid_slatefs_configs_with_the_right_roles() {
                 assert_eq!(server.admin.listen.as_deref(), Some("unix:///run/slatefs-b/admin.sock"));
                 assert_eq!((server.durability.mode, server.durability.flush_interval_ms), (DurabilityMode::Async, 25));
             }
-            _ => {
-                assert_eq!(server.storage.url, "file:///var/lib/slatefs");
+            name => {
+                let url = if name == "secrets" { "s3://bucket/slatefs" } else { "file:///var/lib/slatefs" };
+                assert_eq!(server.storage.url, url);
                 assert_eq!(server.nfs.listen, "127.0.0.1:20490");
                 assert_eq!(server.admin.listen.as_deref(), Some("unix:///run/slatefs/admin.sock"));
                 assert_eq!((server.durability.mode, server.durability.flush_interval_ms), (DurabilityMode::Sync, 100));
@@ -1173,7 +1178,8 @@ fn config_files_are_valid_slatefs_configs_with_the_right_roles() {
             let store_mount = p.c.volume_mounts.iter().flatten().find(|m| m.mount_path == "/var/lib/slatefs");
             let creds = env_names(p.c).iter().filter(|n| n.starts_with("AWS_")).cloned().collect::<Vec<_>>();
             let opens_store = p.role.starts_with("serve");
-            if s.name == "custom" {
+            let on_s3 = s.name != "default";
+            if on_s3 {
                 assert!(store_mount.is_none(), "{}/{}: no local store for s3://", p.what, p.c.name);
             } else if opens_store || p.role == "csi-controller" {
                 assert!(store_mount.is_some(), "{}/{}: the file store must be mounted", p.what, p.c.name);
@@ -1182,7 +1188,7 @@ fn config_files_are_valid_slatefs_configs_with_the_right_roles() {
             } else {
                 assert!(store_mount.is_none(), "{}/{}", p.what, p.c.name);
             }
-            if s.name == "custom" && opens_store {
+            if on_s3 && opens_store {
                 assert_eq!(creds, ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"], "{}/{}", p.what, p.c.name);
                 for e in p.c.env.iter().flatten().filter(|e| e.name.starts_with("AWS_")) {
                     let r = e.value_from.as_ref().and_then(|v| v.secret_key_ref.as_ref()).expect("from a Secret");

@@ -62,6 +62,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* A class secret carries S3 keys, which the driver checks against the store: a local
+directory takes none, so naming one for a file:// store would fail every call at run time. */}}
+{{- define "slatefs.checkClassSecret" -}}
+{{- if and .secret.name (hasPrefix "file://" .root.Values.storage.url) -}}
+{{- fail (printf "%s.secret.name %q: storage.url %q is a local directory, which takes no credentials; class secrets carry S3 keys (accessKeyId, secretAccessKey, sessionToken) for an s3:// store" .what .secret.name .root.Values.storage.url) -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The config file (TOML, unknown keys are errors in slatefs) for one catalog role. */}}
 {{- define "slatefs.config" -}}
 {{- $v := .root.Values -}}
