@@ -503,3 +503,45 @@ async fn test_store_gives_either_kind() {
         assert!(store.request_stats().put > 0);
     }
 }
+
+/// The on-disk read cache's hits and misses reach the store's request stats: the first reader
+/// of data in SSTs misses (and fills the cache); a second one, with nothing in memory (a new
+/// `Store` is a new process as far as caches go), is served by the disk and misses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_cache_counts_misses_then_hits() {
+    let ts = s3::test_store_of(s3::StoreKind::S3).await;
+    let mut cfg = ts.config.clone();
+    cfg.cache_dir = Some(ts.dir.path().join("cache"));
+    const N: u32 = 20_000;
+    let writer = Store::open(&cfg).unwrap();
+    let path = writer.dataset_path(1);
+    let db = writer.open_db(&path, settings()).await.unwrap();
+    for i in 0..N {
+        db.put(key(i), value(i)).await.unwrap();
+    }
+    // Into an SST: what the cache holds (the WAL and manifests are not cached).
+    db.flush_with_options(slatedb::config::FlushOptions { flush_type: slatedb::config::FlushType::MemTable })
+        .await
+        .unwrap();
+    db.close().await.unwrap();
+    let w = writer.request_stats();
+    assert_eq!((w.cache_hits, w.cache_misses), (0, 0), "writing reads nothing through the cache: {w}");
+
+    let read_all = || async {
+        let store = Store::open(&cfg).unwrap();
+        let db = store.open_db(&path, settings()).await.unwrap();
+        for i in 0..N {
+            assert_eq!(db.get(key(i)).await.unwrap().as_deref(), Some(value(i).as_slice()), "key {i}");
+        }
+        db.close().await.unwrap();
+        store.request_stats()
+    };
+    let first = read_all().await;
+    let second = read_all().await;
+    eprintln!("first read: {first}\nsecond read: {second}");
+    assert!(first.cache_misses > 0, "a cold cache misses: {first}");
+    assert_eq!(second.cache_misses, 0, "a warm cache misses nothing: {second}");
+    assert!(second.cache_hits >= first.cache_misses, "what the first missed, the second hits: {second}");
+    assert!(second.bytes_down < first.bytes_down, "the second fetched less: {first} / {second}");
+    assert!(second.to_string().contains(&format!("read cache hits={} misses=0", second.cache_hits)), "{second}");
+}

@@ -1,5 +1,6 @@
 //! The database under a filesystem: a writable `Db` for a dataset, or a `DbReader` pinned to a
 //! checkpoint for a read-only snapshot. Reads go through here; writes only exist on `Db`.
+//! Reads wait for an unreachable object store only as long as `store::wait` allows.
 
 use std::ops::Range;
 
@@ -7,6 +8,7 @@ use bytes::Bytes;
 use slatedb::{Db, DbReader};
 
 use super::error::{FsError, FsResult};
+use crate::store::wait::bounded_read;
 
 pub enum Backend {
     Writer(Db),
@@ -15,10 +17,13 @@ pub enum Backend {
 
 impl Backend {
     pub async fn get(&self, key: &[u8]) -> FsResult<Option<Bytes>> {
-        Ok(match self {
-            Backend::Writer(db) => db.get(key).await?,
-            Backend::Snapshot(r) => r.get(key).await?,
+        bounded_read(async {
+            Ok(match self {
+                Backend::Writer(db) => db.get(key).await?,
+                Backend::Snapshot(r) => r.get(key).await?,
+            })
         })
+        .await
     }
 
     /// All key/values in `range`, up to `limit` of them, in key order.
@@ -27,18 +32,21 @@ impl Backend {
         range: Range<Vec<u8>>,
         limit: usize,
     ) -> FsResult<Vec<(Bytes, Bytes)>> {
-        let mut iter = match self {
-            Backend::Writer(db) => db.scan(range).await?,
-            Backend::Snapshot(r) => r.scan(range).await?,
-        };
-        let mut out = Vec::new();
-        while out.len() < limit {
-            match iter.next().await? {
-                Some(kv) => out.push((kv.key, kv.value)),
-                None => break,
+        bounded_read(async {
+            let mut iter = match self {
+                Backend::Writer(db) => db.scan(range).await?,
+                Backend::Snapshot(r) => r.scan(range).await?,
+            };
+            let mut out = Vec::new();
+            while out.len() < limit {
+                match iter.next().await? {
+                    Some(kv) => out.push((kv.key, kv.value)),
+                    None => break,
+                }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
+        .await
     }
 
     pub fn writer(&self) -> FsResult<&Db> {

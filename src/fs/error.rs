@@ -50,3 +50,13 @@ impl From<slatedb::Error> for FsError {
         }
     }
 }
+
+/// A read that stopped waiting for an unreachable object store (`store::wait`).
+impl From<crate::store::wait::GaveUp> for FsError {
+    fn from(e: crate::store::wait::GaveUp) -> Self {
+        match e {
+            crate::store::wait::GaveUp::Unavailable(m) => FsError::Unavailable(m),
+            crate::store::wait::GaveUp::Unreachable(m) => FsError::Io(m),
+        }
+    }
+}

@@ -15,6 +15,10 @@
 //! - `copy`: CopyObject; a rename counts one copy and one delete (what it costs on S3).
 //! - `bytes_up`: payload bytes of puts and parts; `bytes_down`: bytes of the ranges GETs
 //!   returned (counted when the response arrives, whether or not the caller reads it all).
+//! - `errors`: requests that failed; `not_found`: requests answered "no such key", which
+//!   are answers, not failures (SlateDB probes for the next WAL or manifest id this way).
+//! - `cache_hits` / `cache_misses`: parts of SST reads served by the on-disk read cache /
+//!   fetched from the store (`super::metrics`, from SlateDB's cache metrics).
 
 use std::fmt;
 use std::ops::{Range, Sub};
@@ -32,6 +36,7 @@ use object_store::{
 
 /// A point-in-time copy of the counters. Subtract two to get the requests of one workload.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct RequestStats {
     pub put: u64,
     pub get: u64,
@@ -41,8 +46,14 @@ pub struct RequestStats {
     pub copy: u64,
     pub bytes_up: u64,
     pub bytes_down: u64,
-    /// Requests that returned an error (any class).
+    /// Requests that returned an error (any class), other than "not found".
     pub errors: u64,
+    /// GET/HEAD/DELETE answered "no such key".
+    pub not_found: u64,
+    /// Parts of SST reads the on-disk read cache served.
+    pub cache_hits: u64,
+    /// Parts of SST reads the read cache had to fetch from the store.
+    pub cache_misses: u64,
 }
 
 impl RequestStats {
@@ -65,6 +76,9 @@ impl Sub for RequestStats {
             bytes_up: self.bytes_up.saturating_sub(o.bytes_up),
             bytes_down: self.bytes_down.saturating_sub(o.bytes_down),
             errors: self.errors.saturating_sub(o.errors),
+            not_found: self.not_found.saturating_sub(o.not_found),
+            cache_hits: self.cache_hits.saturating_sub(o.cache_hits),
+            cache_misses: self.cache_misses.saturating_sub(o.cache_misses),
         }
     }
 }
@@ -73,7 +87,7 @@ impl fmt::Display for RequestStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "put={} get={} head={} list={} delete={} copy={} up={}B down={}B errors={}",
+            "put={} get={} head={} list={} delete={} copy={} up={}B down={}B errors={} not_found={}",
             self.put,
             self.get,
             self.head,
@@ -82,8 +96,14 @@ impl fmt::Display for RequestStats {
             self.copy,
             self.bytes_up,
             self.bytes_down,
-            self.errors
-        )
+            self.errors,
+            self.not_found
+        )?;
+        // Only stores with a read cache (and reads through it) have these.
+        if self.cache_hits + self.cache_misses > 0 {
+            write!(f, "; read cache hits={} misses={}", self.cache_hits, self.cache_misses)?;
+        }
+        Ok(())
     }
 }
 
@@ -99,6 +119,9 @@ pub struct RequestCounters {
     bytes_up: AtomicU64,
     bytes_down: AtomicU64,
     errors: AtomicU64,
+    not_found: AtomicU64,
+    pub(super) cache_hits: AtomicU64,
+    pub(super) cache_reads: AtomicU64,
 }
 
 impl RequestCounters {
@@ -113,13 +136,23 @@ impl RequestCounters {
             bytes_up: self.bytes_up.load(Relaxed),
             bytes_down: self.bytes_down.load(Relaxed),
             errors: self.errors.load(Relaxed),
+            not_found: self.not_found.load(Relaxed),
+            cache_hits: self.cache_hits.load(Relaxed),
+            cache_misses: self.cache_reads.load(Relaxed).saturating_sub(self.cache_hits.load(Relaxed)),
         }
     }
 
-    fn error<T, E>(&self, r: &Result<T, E>) {
-        if r.is_err() {
-            self.errors.fetch_add(1, Relaxed);
+    fn error<T>(&self, r: &object_store::Result<T>) {
+        if let Err(e) = r {
+            self.failed(e);
         }
+    }
+
+    fn failed(&self, e: &object_store::Error) {
+        match e {
+            object_store::Error::NotFound { .. } => self.not_found.fetch_add(1, Relaxed),
+            _ => self.errors.fetch_add(1, Relaxed),
+        };
     }
 }
 
@@ -297,9 +330,7 @@ fn count_listing(
                         c.list.fetch_add(1, Relaxed);
                     }
                 }
-                Err(_) => {
-                    c.errors.fetch_add(1, Relaxed);
-                }
+                Err(e) => c.failed(e),
             }
         })
         .boxed()
@@ -358,6 +389,7 @@ mod tests {
         assert_eq!(s.get(&p).await.unwrap().bytes().await.unwrap().len(), 1000);
         s.head(&p).await.unwrap();
         assert!(s.get(&Path::from("missing")).await.is_err());
+        assert!(s.head(&Path::from("missing")).await.is_err());
         assert_eq!(s.list(Some(&Path::from("a"))).try_collect::<Vec<_>>().await.unwrap().len(), 2);
         s.copy(&p, &Path::from("a/d")).await.unwrap();
         s.delete(&Path::from("a/d")).await.unwrap();
@@ -367,13 +399,16 @@ mod tests {
             RequestStats {
                 put: 2,
                 get: 3,
-                head: 1,
+                head: 2,
                 list: 1,
                 delete: 1,
                 copy: 1,
                 bytes_up: 1002,
                 bytes_down: 1100,
-                errors: 1,
+                errors: 0,
+                not_found: 2,
+                cache_hits: 0,
+                cache_misses: 0,
             }
         );
         let before = st;

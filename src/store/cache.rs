@@ -16,10 +16,8 @@
 //! - Only what SlateDB reads is cached (SST parts; the WAL and manifests are not), and the
 //!   `file://` store has no cache (it is a local disk already).
 //!
-//! Hit and miss counts: SlateDB reports them (`slatedb::cached_object_store_stats`) only
-//! through a metrics recorder, whose trait lives in the `slatedb-common` crate; until that is
-//! a direct dependency, [`CacheUsage`] (files and bytes on disk) and the GETs that reach the
-//! store (request accounting) are what is logged.
+//! What is logged: [`CacheUsage`] (files and bytes on disk), and hit and miss counts in the
+//! request counts (SlateDB reports them to a metrics recorder: `super::metrics`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

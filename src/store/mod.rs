@@ -10,6 +10,8 @@ pub mod accounting;
 pub mod cache;
 pub mod cloud;
 pub mod faults;
+pub mod health;
+pub mod metrics;
 pub mod probe;
 pub mod url;
 pub mod wait;
@@ -31,9 +33,10 @@ use crate::config::StorageConfig;
 
 /// A handle to one store: cheap to clone, shared by every dataset opened from it.
 ///
-/// The object store it hands out is the backend wrapped in request accounting (always) and
-/// fault injection (only after [`Store::with_faults`]):
-/// `backend → AccountingStore → [FaultInjector] → (SlateDB's retry layer, inside SlateDB)`.
+/// The object store it hands out is the backend wrapped in request accounting (always), fault
+/// injection (only after [`Store::with_faults`]) and the watch of the store's health:
+/// `backend → AccountingStore → [FaultInjector] → HealthWatch → (SlateDB's read cache and
+/// retry layer, inside SlateDB)`.
 #[derive(Clone)]
 pub struct Store {
     object_store: Arc<dyn ObjectStore>,
@@ -43,6 +46,9 @@ pub struct Store {
     /// The accounted backend, under any fault injection.
     accounted: Arc<dyn ObjectStore>,
     counters: Arc<accounting::RequestCounters>,
+    /// Given to every database opened from this store: its read-cache hits and misses go
+    /// into `counters`.
+    metrics: Arc<metrics::CacheMetrics>,
     /// The no-retry client for start-up checks (cloud stores): accounted, and faulted like
     /// the rest (`probe_store`), or not (`probe_accounted`).
     probe_store: Option<Arc<dyn ObjectStore>>,
@@ -111,11 +117,12 @@ impl Store {
         let counters = accounted.counters().clone();
         let accounted: Arc<dyn ObjectStore> = Arc::new(accounted);
         Store {
-            object_store: accounted.clone(),
+            object_store: Arc::new(health::HealthWatch::new(accounted.clone())),
             root,
             local_dir,
             url: url.to_string(),
             accounted,
+            metrics: Arc::new(metrics::CacheMetrics::new(counters.clone())),
             counters,
             probe_store: None,
             probe_accounted: None,
@@ -135,8 +142,8 @@ impl Store {
     /// keep the object store they were opened with.
     pub fn with_faults(mut self, plan: faults::FaultPlan) -> Store {
         let control = faults::FaultControl::new(plan);
-        self.object_store =
-            Arc::new(faults::FaultInjector::new(self.accounted.clone(), control.clone()));
+        let faulty = Arc::new(faults::FaultInjector::new(self.accounted.clone(), control.clone()));
+        self.object_store = Arc::new(health::HealthWatch::new(faulty));
         self.probe_store = self.probe_accounted.as_ref().map(|p| {
             Arc::new(faults::FaultInjector::new(p.clone(), control.clone())) as Arc<dyn ObjectStore>
         });
@@ -202,6 +209,7 @@ impl Store {
         }
         Db::builder(path.clone(), self.object_store.clone())
             .with_settings(settings)
+            .with_metrics_recorder(self.metrics.clone())
             .with_db_cache(self.memory_cache.cache(), memory_cache::MemoryCache::scope(path))
             .build()
             .await
@@ -213,6 +221,7 @@ impl Store {
         DbReader::builder(path.clone(), self.object_store.clone())
             .with_reader_mode(DbReaderMode::Checkpoint(checkpoint))
             .with_options(self.reader_options())
+            .with_metrics_recorder(self.metrics.clone())
             .with_db_cache(self.memory_cache.cache(), memory_cache::MemoryCache::scope(path))
             .build()
             .await

@@ -10,12 +10,21 @@
 //! the change stays in SlateDB's WAL buffer and becomes durable when the store returns; an NFS
 //! client that retries the WRITE writes the same bytes again, which is harmless.
 //!
+//! Reads obey the same limits ([`bounded_read`]): a READ, LOOKUP, GETATTR or READDIR that
+//! needs data the store holds (not in memory, not in the read cache) waits while SlateDB
+//! retries, at most `unavailable_after` — and longer only while the store keeps answering
+//! other requests (slow, not away) — then answers "unavailable"; once the store has been
+//! failing for `io_error_after`, an I/O error. A read changes nothing, so giving up on it
+//! loses nothing; the client's retry reads again.
+//!
 //! The limits are per process: `[storage] unavailable_after_ms` and `io_error_after_ms`,
 //! installed when a store is opened ([`super::Store::open`]); a process serves one store.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::health;
 use crate::config::StorageConfig;
 
 pub const DEFAULT_UNAVAILABLE_AFTER: Duration = Duration::from_secs(5);
@@ -66,6 +75,58 @@ pub fn limits() -> WaitLimits {
             0 => None,
             ms => Some(Duration::from_millis(ms)),
         },
+    }
+}
+
+/// A read that stopped waiting for the object store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GaveUp {
+    /// Not answering for `unavailable_after`: try again later (NFS3ERR_JUKEBOX).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Failing for `io_error_after` (NFS3ERR_IO).
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// Runs `read` (anything that may need the object store and changes nothing) within the
+/// limits in force; see the module documentation.
+pub async fn bounded_read<T, E: From<GaveUp>>(read: impl Future<Output = Result<T, E>>) -> Result<T, E> {
+    let limits = limits();
+    let start = Instant::now();
+    let mut read = std::pin::pin!(read);
+    let mut until = start + limits.unavailable_after;
+    loop {
+        if let Ok(r) = tokio::time::timeout_at(until.into(), read.as_mut()).await {
+            return r;
+        }
+        match health::last_answer_ago() {
+            // The store answered lately: slow, not away. Wait as long again from that answer.
+            Some(ago) if ago < limits.unavailable_after => {
+                until = Instant::now() + (limits.unavailable_after - ago);
+            }
+            _ => {
+                health::unanswered(start);
+                return Err(gave_up(start, limits).into());
+            }
+        }
+    }
+}
+
+fn gave_up(start: Instant, limits: WaitLimits) -> GaveUp {
+    let failing = health::failing_for().unwrap_or_else(|| start.elapsed());
+    match limits.io_error_after {
+        Some(limit) if failing >= limit => GaveUp::Unreachable(format!(
+            "object store unreachable for {}s (storage.io_error_after_ms = {})",
+            failing.as_secs(),
+            limit.as_millis()
+        )),
+        _ => GaveUp::Unavailable(format!(
+            "object store not answering for {:.1}s: a read that needs it waits at most \
+             storage.unavailable_after_ms = {}; retry",
+            failing.as_secs_f64(),
+            limits.unavailable_after.as_millis()
+        )),
     }
 }
 
