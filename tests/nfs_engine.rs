@@ -2,8 +2,14 @@
 
 #[path = "support/nfs.rs"]
 mod nfs;
+#[path = "support/raw_rpc.rs"]
+mod raw_rpc;
 #[path = "support/server.rs"]
 mod server;
+/// RPC-level behaviour (errors, the duplicate request cache, pipelining, READDIR budgets)
+/// through hand-built calls on raw sockets.
+#[path = "nfs_engine/rpc.rs"]
+mod rpc;
 
 use nfs::*;
 use server::{Server, ServerOptions};
