@@ -53,8 +53,16 @@
 //!   hard[,ro][,mount_flags]` from `--nfs-server` (default: `[nfs] listen`, wildcard →
 //!   loopback); without nfs-utils' `mount.nfs` helper, `addr=`/`mountaddr=` are added for the
 //!   kernel's parser. Unmount: plain, then forced, then lazy, each with a timeout.
-//! - **Stats** come from the dataset server (DatasetStats: used bytes/inodes, quota), never a
-//!   `du` walk; an unreachable server gives an abnormal volume condition, not an error.
+//! - **Stats** come from the dataset server (DatasetStats: used bytes/inodes, quota, health),
+//!   never a `du` walk. The volume condition is abnormal when that server's writer of the
+//!   dataset was fenced or is waiting for an unreachable store (`Filesystem::health`), when the
+//!   dataset is over quota, or when the server cannot be reached (a condition, not an error).
+//!   ControllerGetVolume reports the catalog owner's view the same way. Reports never take a
+//!   fenced writer back.
+//! - **Secrets** (`secrets.rs`) are S3 credentials checked, not kept: a call that carries one
+//!   first has the catalog owner (NodePublishVolume: the node's server) run the store's
+//!   start-up checks with them (admin CheckStoreAccess); PERMISSION_DENIED when the store
+//!   rejects them. The servers' own credentials carry the data.
 //! - Concurrent calls on one volume/snapshot name or target path answer ABORTED.
 //!
 //! StorageClass parameters are documented in `params.rs`.

@@ -6,7 +6,9 @@
 //! |-----|--------|---------|
 //! | `storeUrl` | a store URL | the object store the volume must live in; it must be the store this driver's catalog owner serves (one driver deployment serves one store), else INVALID_ARGUMENT — a guard against a StorageClass pointing at the wrong deployment |
 //! | `durability` | `sync` / `async` | the durability the volume needs; must match the dataset servers' `[durability] mode` (durability is per server, not per dataset), else INVALID_ARGUMENT |
-//! | `csi.storage.k8s.io/*` | any | metadata the external-provisioner adds (`pvc/name`, `pvc/namespace`, `pv/name`); accepted and ignored |
+//! | `csi.storage.k8s.io/*` | any | metadata the external-provisioner adds (`pvc/name`, `pvc/namespace`, `pv/name`) and the secret references; accepted and ignored |
+//!
+//! The Secrets those references name arrive in the calls' `secrets` maps: see `secrets.rs`.
 
 use std::collections::HashMap;
 
