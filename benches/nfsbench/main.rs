@@ -167,6 +167,9 @@ fn main() -> Result<()> {
         "s3" => t.ends_with("-s3"),
         _ => true,
     });
+    if targets.is_empty() {
+        bail!("no target of --targets {} is in --stores {}", a.targets, a.stores);
+    }
     let work = a.work.clone().unwrap_or_else(|| PathBuf::from(format!("/var/tmp/nfsbench-{}", std::process::id())));
     std::fs::create_dir_all(&work)?;
     let work = work.canonicalize()?;
