@@ -5,9 +5,6 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-// `/bucket/key`), so every request received counts, refused ones included, and a new S3
-// operation needs no change here.
-
 /// Answered by the counting layer itself, outside S3 (no bucket name starts with `_`).
 pub const REQUESTS_PATH: &str = "/_requests";
 
