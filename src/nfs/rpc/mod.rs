@@ -105,7 +105,6 @@ impl<V: Backend> Rpc<V> {
         let (xid, proc_) = (call.xid, call.proc_);
         let body_start = out.len();
         message::accepted(&mut out, xid, AcceptStat::Success);
-        let header_end = out.len();
         let mut data = Vec::new();
         let stat = match (call.prog, call.vers) {
             (nfs3::PROGRAM, nfs3::VERSION) => {
@@ -124,7 +123,7 @@ impl<V: Backend> Rpc<V> {
                     Err(nfs3::Fail::Garbage) => AcceptStat::GarbageArgs,
                     Err(nfs3::Fail::ProcUnavail) => AcceptStat::ProcUnavail,
                 };
-                let reply = finish(out, body_start, header_end, xid, stat, data);
+                let reply = finish(out, body_start, xid, stat, data);
                 let keep = !nfs3::is_idempotent(proc_) && stat == AcceptStat::Success;
                 ticket.finish(keep.then_some(&reply.head[..]));
                 return Some(reply);
@@ -154,18 +153,17 @@ impl<V: Backend> Rpc<V> {
                 return Some(seal(out, Vec::new()));
             }
         };
-        Some(finish(out, body_start, header_end, xid, stat, data))
+        Some(finish(out, body_start, xid, stat, data))
     }
 }
 
 /// Replaces the results with a bare error header unless the call succeeded, and seals.
-fn finish(mut out: Vec<u8>, body_start: usize, header_end: usize, xid: u32, stat: AcceptStat, data: Vec<u8>) -> Reply {
+fn finish(mut out: Vec<u8>, body_start: usize, xid: u32, stat: AcceptStat, data: Vec<u8>) -> Reply {
     if stat != AcceptStat::Success {
         out.truncate(body_start);
         message::accepted(&mut out, xid, stat);
         return seal(out, Vec::new());
     }
-    debug_assert!(out.len() >= header_end);
     seal(out, data)
 }
 

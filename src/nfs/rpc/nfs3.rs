@@ -337,3 +337,37 @@ async fn pathconf<V: Backend>(vfs: &V, auth: &AuthContext, d: &mut Dec<'_>, out:
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attr(ftype: ftype3, mode: u32, uid: u32, gid: u32) -> fattr3 {
+        fattr3 { ftype, mode, uid, gid, ..Default::default() }
+    }
+
+    fn who(uid: u32, gid: u32, gids: &[u32]) -> AuthContext {
+        AuthContext { uid, gid, gids: gids.to_vec() }
+    }
+
+    #[test]
+    fn access_follows_the_mode_bits_of_the_matching_class() {
+        let file = attr(ftype3::NF3REG, 0o640, 1000, 100);
+        let all = 0x3f;
+        assert_eq!(access_rights(&file, &who(1000, 1, &[])) & all, ACCESS3_READ | ACCESS3_MODIFY | ACCESS3_EXTEND);
+        assert_eq!(access_rights(&file, &who(2000, 7, &[100])), ACCESS3_READ, "a supplementary group");
+        assert_eq!(access_rights(&file, &who(65534, 65534, &[])), 0, "nobody");
+        assert_eq!(access_rights(&file, &who(0, 0, &[])), ACCESS3_READ | ACCESS3_MODIFY | ACCESS3_EXTEND, "root executes only what someone may");
+        let script = attr(ftype3::NF3REG, 0o700, 1000, 100);
+        assert_ne!(access_rights(&script, &who(0, 0, &[])) & ACCESS3_EXECUTE, 0);
+        let dir = attr(ftype3::NF3DIR, 0o755, 0, 0);
+        assert_eq!(access_rights(&dir, &who(1000, 100, &[])), ACCESS3_READ | ACCESS3_LOOKUP);
+        assert_eq!(access_rights(&dir, &who(0, 0, &[])), ACCESS3_READ | ACCESS3_LOOKUP | ACCESS3_MODIFY | ACCESS3_EXTEND | ACCESS3_DELETE);
+    }
+
+    #[test]
+    fn only_calls_that_change_something_are_cached() {
+        let cached: Vec<u32> = (0..=21).filter(|p| !is_idempotent(*p)).collect();
+        assert_eq!(cached, [SETATTR, WRITE, CREATE, MKDIR, SYMLINK, MKNOD, REMOVE, RMDIR, RENAME, LINK, COMMIT]);
+    }
+}
