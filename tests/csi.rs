@@ -969,6 +969,25 @@ async fn store_credentials_come_from_csi_secrets() {
         assert_eq!(code(c.controller_get_volume(get("pvc-sec")).await), Code::NotFound);
     }
 
+    // `slatefs csi call` sends a secrets file; the exit status is the gRPC code.
+    let file = plugin.path().join("wrong.env");
+    std::fs::write(&file, format!("# a class secret\naccessKeyId={}\nsecretAccessKey={WRONG}\n", s3::DEFAULT_ACCESS_KEY)).unwrap();
+    let out = plugin.call(&["create-volume", "pvc-cli", "--size", "1Mi", "--secrets-file", file.to_str().unwrap()]);
+    let want = if on_s3 { Code::PermissionDenied } else { Code::InvalidArgument };
+    assert_eq!(out.status.code(), Some(want as i32), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(WRONG), "{out:?}");
+    assert_eq!(code(c.controller_get_volume(get("pvc-cli")).await), Code::NotFound);
+    if on_s3 {
+        let good = plugin.path().join("good.env");
+        let body: String = secrets().iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        std::fs::write(&good, body).unwrap();
+        let out = plugin.call(&["create-volume", "pvc-cli", "--size", "1Mi", "--secrets-file", good.to_str().unwrap()]);
+        assert!(out.status.success(), "{out:?}");
+        let out = plugin.call(&["delete-volume", "--volume-id", "pvc-cli", "--secrets-file", file.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(Code::PermissionDenied as i32), "{out:?}");
+        c.controller_get_volume(get("pvc-cli")).await.unwrap();
+    }
+
     for (who, logs) in [("slatefs csi", plugin.logs()), ("slatefs serve", server.logs())] {
         assert!(!logs.contains(WRONG), "{who} logged a secret:\n{logs}");
         assert!(!logs.contains(s3::DEFAULT_SECRET_KEY), "{who} logged a secret:\n{logs}");
@@ -1015,9 +1034,18 @@ async fn a_fenced_dataset_reports_an_abnormal_condition() {
     let f = cb.create(&root, b"from-b", 0o644).await.unwrap();
     cb.write(&f, 0, b"B took over").await.unwrap();
 
-    let status = c.controller_get_volume(get()).await.unwrap().into_inner().status.unwrap();
-    let cond = status.volume_condition.unwrap();
-    assert!(cond.abnormal, "A's condition after B took over: {cond:?}");
+    // A learns of the takeover when it reads the dataset's manifest: the report reads it, and
+    // SlateDB polls it every second, so the report may lag the takeover by a moment.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let cond = loop {
+        let status = c.controller_get_volume(get()).await.unwrap().into_inner().status.unwrap();
+        let cond = status.volume_condition.unwrap();
+        if cond.abnormal || std::time::Instant::now() > deadline {
+            break cond;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(cond.abnormal, "A's condition 15 s after B took over: {cond:?}");
     assert!(cond.message.contains("fenced"), "{cond:?}");
 
     let admin = slatefs::admin::AdminAddr::parse(&a.admin).unwrap();

@@ -86,6 +86,37 @@ pub struct CapArgs {
     pub block: bool,
 }
 
+/// The call's CSI `secrets`, as a StorageClass's Secret would supply them.
+#[derive(Args, Debug, Clone)]
+pub struct SecretArgs {
+    /// File of `KEY=VALUE` lines (the format of `kubectl create secret --from-env-file`; `#`
+    /// comments and blank lines ignored), sent as the call's CSI secrets. A file, not flags, so
+    /// that no secret shows in the process list.
+    #[arg(long, value_name = "FILE")]
+    pub secrets_file: Option<PathBuf>,
+}
+
+impl SecretArgs {
+    fn load(&self) -> Result<HashMap<String, String>> {
+        let Some(path) = &self.secrets_file else { return Ok(HashMap::new()) };
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the secrets file {}", path.display()))?;
+        let mut out = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            // Only the key is named on error: the line holds a secret.
+            let (k, v) = line
+                .split_once('=')
+                .with_context(|| format!("{}:{}: expected KEY=VALUE", path.display(), n + 1))?;
+            out.insert(k.trim().to_string(), v.to_string());
+        }
+        Ok(out)
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum CallOp {
     PluginInfo,
@@ -109,10 +140,14 @@ pub enum CallOp {
         params: Vec<String>,
         #[command(flatten)]
         cap: CapArgs,
+        #[command(flatten)]
+        secrets: SecretArgs,
     },
     DeleteVolume {
         #[arg(long)]
         volume_id: String,
+        #[command(flatten)]
+        secrets: SecretArgs,
     },
     ListVolumes {
         #[arg(long, default_value_t = 0)]
@@ -129,6 +164,8 @@ pub enum CallOp {
         volume_id: String,
         #[arg(long)]
         size: String,
+        #[command(flatten)]
+        secrets: SecretArgs,
     },
     ValidateVolume {
         #[arg(long)]
@@ -141,10 +178,14 @@ pub enum CallOp {
         name: String,
         #[arg(long)]
         source_volume_id: String,
+        #[command(flatten)]
+        secrets: SecretArgs,
     },
     DeleteSnapshot {
         #[arg(long)]
         snapshot_id: String,
+        #[command(flatten)]
+        secrets: SecretArgs,
     },
     ListSnapshots {
         #[arg(long, default_value = "")]
@@ -169,6 +210,8 @@ pub enum CallOp {
         readonly: bool,
         #[command(flatten)]
         cap: CapArgs,
+        #[command(flatten)]
+        secrets: SecretArgs,
     },
     NodeUnpublish {
         #[arg(long)]
@@ -382,7 +425,7 @@ async fn call(ch: Channel, op: CallOp) -> Result<Result<Value, tonic::Status>> {
                 json!({"capabilities": caps})
             })
         }
-        CallOp::CreateVolume { name, size, limit, from_snapshot, from_volume, params, cap } => {
+        CallOp::CreateVolume { name, size, limit, from_snapshot, from_volume, params, cap, secrets } => {
             let capacity_range = if size.is_some() || limit.is_some() {
                 Some(CapacityRange {
                     required_bytes: size.as_deref().map(parse_size).transpose()?.unwrap_or(0),
@@ -410,12 +453,13 @@ async fn call(ch: Channel, op: CallOp) -> Result<Result<Value, tonic::Status>> {
                 volume_capabilities: vec![capability(&cap)?],
                 parameters: kv(&params)?,
                 volume_content_source,
+                secrets: secrets.load()?,
                 ..Default::default()
             };
             rpc!(ctl.create_volume(req), |r| json!({"volume": volume_json(&r.volume)}))
         }
-        CallOp::DeleteVolume { volume_id } => {
-            rpc!(ctl.delete_volume(DeleteVolumeRequest { volume_id, secrets: HashMap::new() }), |_r| json!({}))
+        CallOp::DeleteVolume { volume_id, secrets } => {
+            rpc!(ctl.delete_volume(DeleteVolumeRequest { volume_id, secrets: secrets.load()? }), |_r| json!({}))
         }
         CallOp::ListVolumes { max_entries, starting_token } => {
             rpc!(ctl.list_volumes(ListVolumesRequest { max_entries, starting_token }), |r| {
@@ -436,10 +480,11 @@ async fn call(ch: Channel, op: CallOp) -> Result<Result<Value, tonic::Status>> {
                 "condition": condition_json(&r.status.as_ref().and_then(|s| s.volume_condition.clone())),
             }))
         }
-        CallOp::ExpandVolume { volume_id, size } => {
+        CallOp::ExpandVolume { volume_id, size, secrets } => {
             let req = ControllerExpandVolumeRequest {
                 volume_id,
                 capacity_range: Some(CapacityRange { required_bytes: parse_size(&size)?, limit_bytes: 0 }),
+                secrets: secrets.load()?,
                 ..Default::default()
             };
             rpc!(ctl.controller_expand_volume(req), |r| json!({
@@ -458,12 +503,13 @@ async fn call(ch: Channel, op: CallOp) -> Result<Result<Value, tonic::Status>> {
             "available_capacity": r.available_capacity,
             "maximum_volume_size": r.maximum_volume_size,
             "minimum_volume_size": r.minimum_volume_size})),
-        CallOp::CreateSnapshot { name, source_volume_id } => {
-            let req = CreateSnapshotRequest { source_volume_id, name, ..Default::default() };
+        CallOp::CreateSnapshot { name, source_volume_id, secrets } => {
+            let req = CreateSnapshotRequest { source_volume_id, name, secrets: secrets.load()?, ..Default::default() };
             rpc!(ctl.create_snapshot(req), |r| json!({"snapshot": snapshot_json(&r.snapshot)}))
         }
-        CallOp::DeleteSnapshot { snapshot_id } => {
-            rpc!(ctl.delete_snapshot(DeleteSnapshotRequest { snapshot_id, secrets: HashMap::new() }), |_r| json!({}))
+        CallOp::DeleteSnapshot { snapshot_id, secrets } => {
+            let req = DeleteSnapshotRequest { snapshot_id, secrets: secrets.load()? };
+            rpc!(ctl.delete_snapshot(req), |_r| json!({}))
         }
         CallOp::ListSnapshots { snapshot_id, source_volume_id, max_entries, starting_token } => {
             let req =
@@ -477,12 +523,13 @@ async fn call(ch: Channel, op: CallOp) -> Result<Result<Value, tonic::Status>> {
             rpc!(ctl.get_snapshot(GetSnapshotRequest { snapshot_id, secrets: HashMap::new() }), |r| json!({
                 "snapshot": snapshot_json(&r.snapshot)}))
         }
-        CallOp::NodePublish { volume_id, target_path, readonly, cap } => {
+        CallOp::NodePublish { volume_id, target_path, readonly, cap, secrets } => {
             let req = NodePublishVolumeRequest {
                 volume_id,
                 target_path,
                 readonly,
                 volume_capability: Some(capability(&cap)?),
+                secrets: secrets.load()?,
                 ..Default::default()
             };
             rpc!(node.node_publish_volume(req), |_r| json!({}))

@@ -20,6 +20,7 @@
 //! ```
 //! `csi call` prints the response as JSON; on a gRPC error it prints `{"code", "message"}` on
 //! stderr and exits with the gRPC code number (5 NOT_FOUND, 6 ALREADY_EXISTS, 10 ABORTED, …).
+//! The calls that carry CSI secrets take `--secrets-file FILE` (`KEY=VALUE` lines).
 //!
 //! # Design decisions
 //! - **The controller never opens a dataset database.** Every catalog operation is an admin

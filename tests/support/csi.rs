@@ -93,7 +93,9 @@ impl Plugin {
 
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !self.endpoint.exists() {
+        // A connection, not the socket file: the file appears at bind(), before listen(), and
+        // a client in between is refused.
+        while std::os::unix::net::UnixStream::connect(&self.endpoint).is_err() {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("slatefs csi exited with {status}:\n{}", self.logs());
             }
@@ -146,6 +148,14 @@ impl Plugin {
 
 impl Drop for Plugin {
     fn drop(&mut self) {
+        let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
         self.kill9();
+        // A failing test takes the plugin's log with it otherwise (the temp dir goes).
+        if std::thread::panicking() {
+            eprintln!("--- slatefs csi ({}) exited: {exited:?}; its log ---", self.endpoint.display());
+            for line in self.logs().lines().rev().take(40).collect::<Vec<_>>().into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
     }
 }
