@@ -7,7 +7,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -24,6 +24,29 @@ pub const MAX_IN_FLIGHT: usize = 64;
 const MAX_KIB_IN_FLIGHT: usize = 64 * 1024;
 const READ_BUFFER: usize = 64 * 1024;
 const WRITE_BUFFER: usize = 64 * 1024;
+/// Record buffers kept for reuse per connection, and the largest one worth keeping: a WRITE
+/// stream then reads each 1 MiB record into a buffer that already has room for it.
+const POOLED_BUFFERS: usize = 8;
+const POOLED_CAPACITY: usize = 2 * crate::fs::MAX_IO_SIZE;
+
+#[derive(Clone, Default)]
+struct Pool(Arc<Mutex<Vec<Vec<u8>>>>);
+
+impl Pool {
+    fn take(&self) -> Vec<u8> {
+        self.0.lock().expect("pool lock").pop().unwrap_or_default()
+    }
+
+    fn give(&self, mut buf: Vec<u8>) {
+        if buf.capacity() <= POOLED_CAPACITY {
+            buf.clear();
+            let mut pool = self.0.lock().expect("pool lock");
+            if pool.len() < POOLED_BUFFERS {
+                pool.push(buf);
+            }
+        }
+    }
+}
 
 pub async fn serve<V: Backend>(rpc: Arc<Rpc<V>>, stream: TcpStream, peer: SocketAddr, stop: CancellationToken) -> io::Result<()> {
     stream.set_nodelay(true)?;
@@ -33,12 +56,13 @@ pub async fn serve<V: Backend>(rpc: Arc<Rpc<V>>, stream: TcpStream, peer: Socket
     tokio::spawn(write_replies(tx, outbox));
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let budget = Arc::new(Semaphore::new(MAX_KIB_IN_FLIGHT));
+    let pool = Pool::default();
     loop {
         let slot = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             s = slots.clone().acquire_owned() => s.expect("the semaphore is never closed"),
         };
-        let mut record = Vec::new();
+        let mut record = pool.take();
         let more = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             r = read_record(&mut rx, &mut record, MAX_RECORD) => r?,
@@ -57,9 +81,11 @@ pub async fn serve<V: Backend>(rpc: Arc<Rpc<V>>, stream: TcpStream, peer: Socket
         };
         let rpc = rpc.clone();
         let replies = replies.clone();
+        let pool = pool.clone();
         tokio::spawn(async move {
-            if let Some(reply) = rpc.handle(&record, peer.ip()).await {
-                drop(record);
+            let reply = rpc.handle(&record, peer.ip()).await;
+            pool.give(record);
+            if let Some(reply) = reply {
                 let _ = replies.send(reply).await;
             }
             drop((slot, memory));
