@@ -150,8 +150,7 @@ mod tests {
 
     #[tokio::test]
     async fn refuses_without_sending_anything() {
-        let mut cfg = StorageConfig::default();
-        cfg.url = "file:///tmp/x".into();
+        let mut cfg = StorageConfig { url: "file:///tmp/x".into(), ..Default::default() };
         let e = check(&cfg, "", &creds()).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e}");
         assert!(e.message().contains("takes no credentials"), "{e}");
