@@ -354,6 +354,10 @@ async fn admin_api_maps_errors_to_grpc_codes_and_checks_tokens() {
     assert!(matches!(snap.result, Some(proto::create_snapshot_response::Result::Snapshot(_))));
     let stats = c.dataset_stats(proto::DatasetStatsRequest { name: "a".into() }).await.unwrap().into_inner();
     assert_eq!((stats.used_inodes, stats.quota_bytes), (1, Some(1 << 30)));
+    // The store's request counts since the registry opened it, as the log line has them.
+    let sent = stats.store_requests.expect("store requests");
+    let now = reg.store().request_stats();
+    assert!(sent.put > 0 && sent.get > 0 && sent.put <= now.put && sent.get <= now.get, "{sent:?} vs {now}");
     let cp = c
         .checkpoint_dataset(proto::CheckpointDatasetRequest { name: "a".into(), checkpoint_name: "csi-x".into() })
         .await

@@ -201,6 +201,7 @@ impl proto::admin_server::Admin for AdminService {
             used_inodes: usage.inodes,
             quota_bytes: quota,
             health: Some(health_msg(&health)),
+            store_requests: Some(requests_msg(self.registry.store().request_stats())),
         }))
     }
 
@@ -236,6 +237,23 @@ impl proto::admin_server::Admin for AdminService {
         let storage = self.registry.storage_config();
         store_access::check(storage, &r.store_url, &creds).await?;
         Ok(Response::new(proto::CheckStoreAccessResponse { store_url: storage.url.clone() }))
+    }
+}
+
+fn requests_msg(r: crate::store::accounting::RequestStats) -> proto::StoreRequests {
+    proto::StoreRequests {
+        put: r.put,
+        get: r.get,
+        head: r.head,
+        list: r.list,
+        delete: r.delete,
+        copy: r.copy,
+        bytes_up: r.bytes_up,
+        bytes_down: r.bytes_down,
+        errors: r.errors,
+        not_found: r.not_found,
+        cache_hits: r.cache_hits,
+        cache_misses: r.cache_misses,
     }
 }
 
