@@ -332,14 +332,20 @@ impl Registry {
         Ok(info)
     }
 
-    /// The filesystem a report (info, stats) reads, and its health. It is opened if needed,
-    /// as serving would (a reader takes back a writer known to be fenced; an owner never), but
-    /// unlike an admin operation a report never takes a fenced writer over: asking how a
-    /// dataset is must not move its writer. The manifest is read first so that a takeover is
-    /// reported even before this server tries to write again.
+    /// The filesystem a report (info, stats) reads, and its health; opened if needed. A reader
+    /// (a node's dataset server) takes back a writer that turns out to be fenced, as serving
+    /// does: there the one who fences is the catalog owner borrowing the writer for a snapshot,
+    /// and an idle volume must not look broken after every snapshot. An owner never takes a
+    /// fenced writer over for a report (asking how a dataset is must not move its writer): it
+    /// reads the manifest, so that a takeover is reported even before it writes again.
     async fn filesystem_for_report(&self, id: u64) -> CatalogResult<(Arc<Filesystem>, Health)> {
-        let fs = self.filesystem(id).await?;
-        fs.check_fenced().await;
+        let fs = if self.db.is_reader() {
+            self.filesystem_with(id, Reacquire::AfterChecking).await?
+        } else {
+            let fs = self.filesystem(id).await?;
+            fs.check_fenced().await;
+            fs
+        };
         let health = fs.health();
         Ok((fs, health))
     }

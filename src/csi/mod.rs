@@ -58,8 +58,8 @@
 //!   never a `du` walk. The volume condition is abnormal when that server's writer of the
 //!   dataset was fenced or is waiting for an unreachable store (`Filesystem::health`), when the
 //!   dataset is over quota, or when the server cannot be reached (a condition, not an error).
-//!   ControllerGetVolume reports the catalog owner's view the same way. Reports never take a
-//!   fenced writer back.
+//!   ControllerGetVolume reports the catalog owner's view the same way. An owner never takes
+//!   a fenced writer back to answer; a node's server (catalog reader) does, as serving would.
 //! - **Secrets** (`secrets.rs`) are S3 credentials checked, not kept: a call that carries one
 //!   first has the catalog owner (NodePublishVolume: the node's server) run the store's
 //!   start-up checks with them (admin CheckStoreAccess); PERMISSION_DENIED when the store
