@@ -1059,4 +1059,15 @@ async fn a_fenced_dataset_reports_an_abnormal_condition() {
     assert_eq!(cb.read_all(&f).await.unwrap(), b"B took over, and keeps writing");
     let cond = c.controller_get_volume(get()).await.unwrap().into_inner().status.unwrap().volume_condition.unwrap();
     assert!(cond.abnormal, "{cond:?}");
+
+    // A snapshot is an explicit request: A (the owner) takes the writer back for it, fencing B.
+    // B is a catalog reader, like a node's server: asked for stats, it takes its dataset back
+    // as serving would, and reports it healthy rather than leaving an idle volume "fenced".
+    let snap = c.create_snapshot(cs("snap-fence", "pvc-fence")).await.unwrap().into_inner().snapshot.unwrap();
+    assert!(snap.ready_to_use);
+    let b_admin = slatefs::admin::AdminAddr::parse(&b.admin).unwrap();
+    let b_backend = slatefs::csi::admin_backend::AdminBackend::new(&b_admin, None).unwrap();
+    assert_eq!(b_backend.dataset_stats("pvc-fence").await.unwrap().health, Some(Health::Ok));
+    cb.write(&f, 0, b"b").await.unwrap();
+    assert!(b.logs().contains("opening it again"), "B took its writer back:\n{}", b.logs());
 }
