@@ -56,7 +56,7 @@ async fn rpc_errors_are_answered_and_auth_null_is_nobody() {
     // In a world-writable directory nobody may create, and owns what it creates.
     let open = c.mkdir(&root_fh, b"open", 0o777).await.unwrap();
     c.setattr(&open, sattr_mode(0o777)).await.unwrap();
-    let rep = r.roundtrip(&create(11, &open.data.0.to_vec())).await;
+    let rep = r.roundtrip(&create(11, &open.data.0)).await;
     let (_, stat, res) = accepted(&rep);
     assert_eq!((stat, word(res, 0)), (0, 0));
     let f = c.lookup(&open, b"anon").await.unwrap();

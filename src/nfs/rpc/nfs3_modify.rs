@@ -19,9 +19,11 @@ fn name(d: &mut Dec<'_>) -> DecResult<filename3> {
     Ok(d.opaque(MAX_NAME)?.into())
 }
 
-fn fail_wcc(out: &mut Vec<u8>, s: nfsstat3) {
+/// The reply of a call that failed before it could read any attributes.
+fn fail_wcc(out: &mut Vec<u8>, s: nfsstat3) -> DecResult<()> {
     status(out, s);
     put(out, &wcc_data::default());
+    Ok(())
 }
 
 pub async fn setattr<V: Backend>(vfs: &V, auth: &AuthContext, d: &mut Dec<'_>, out: &mut Vec<u8>) -> DecResult<()> {
@@ -30,11 +32,11 @@ pub async fn setattr<V: Backend>(vfs: &V, auth: &AuthContext, d: &mut Dec<'_>, o
     let guard = if d.bool()? { Some(d.time()?) } else { None };
     let id = match resolve(vfs, &fh) {
         Ok(id) => id,
-        Err(s) => return Ok(fail_wcc(out, s)),
+        Err(s) => return fail_wcc(out, s),
     };
     let before = match vfs.getattr(auth, id).await {
         Ok(a) => a,
-        Err(s) => return Ok(fail_wcc(out, s)),
+        Err(s) => return fail_wcc(out, s),
     };
     if let Some(ctime) = guard {
         if (ctime.seconds, ctime.nseconds) != (before.ctime.seconds, before.ctime.nseconds) {
@@ -70,7 +72,7 @@ pub async fn write<V: Backend>(vfs: &V, auth: &AuthContext, d: &mut Dec<'_>, out
     }
     let id = match resolve(vfs, &fh) {
         Ok(id) => id,
-        Err(s) => return Ok(fail_wcc(out, s)),
+        Err(s) => return fail_wcc(out, s),
     };
     let before = pre_attr(vfs, auth, id).await;
     let after = match vfs.write(auth, id, offset, data).await {
@@ -133,11 +135,11 @@ pub async fn create<V: Backend>(vfs: &V, auth: &AuthContext, d: &mut Dec<'_>, ou
     };
     let dirid = match resolve(vfs, &dir) {
         Ok(id) => id,
-        Err(s) => return Ok(fail_wcc(out, s)),
+        Err(s) => return fail_wcc(out, s),
     };
     let before = match vfs.getattr(auth, dirid).await {
         Ok(a) => wcc_of(&a),
-        Err(s) => return Ok(fail_wcc(out, s)),
+        Err(s) => return fail_wcc(out, s),
     };
     let result: Result<(fileid3, post_op_attr), nfsstat3> = match how {
         How::Guarded(_) if vfs.lookup(auth, dirid, &name).await.is_ok() => Err(nfsstat3::NFS3ERR_EXIST),
@@ -203,11 +205,11 @@ pub async fn make_node<V: Backend>(vfs: &V, auth: &AuthContext, proc_: u32, d: &
     };
     let dirid = match resolve(vfs, &dir) {
         Ok(id) => id,
-        Err(s) => return Ok(fail_wcc(out, s)),
+        Err(s) => return fail_wcc(out, s),
     };
     let before = match vfs.getattr(auth, dirid).await {
         Ok(a) => wcc_of(&a),
-        Err(s) => return Ok(fail_wcc(out, s)),
+        Err(s) => return fail_wcc(out, s),
     };
     let result = match node {
         Node::Dir(attr) => vfs.mkdir(auth, dirid, &name, &attr).await,
@@ -225,7 +227,7 @@ pub async fn remove<V: Backend>(vfs: &V, auth: &AuthContext, d: &mut Dec<'_>, ou
     let name = name(d)?;
     let dirid = match resolve(vfs, &dir) {
         Ok(id) => id,
-        Err(s) => return Ok(fail_wcc(out, s)),
+        Err(s) => return fail_wcc(out, s),
     };
     let before = pre_attr(vfs, auth, dirid).await;
     let result = vfs.remove(auth, dirid, &name).await;
@@ -284,7 +286,7 @@ pub async fn commit<V: Backend>(vfs: &V, auth: &AuthContext, d: &mut Dec<'_>, ou
     let count = d.u32()?;
     let id = match resolve(vfs, &fh) {
         Ok(id) => id,
-        Err(s) => return Ok(fail_wcc(out, s)),
+        Err(s) => return fail_wcc(out, s),
     };
     let before = pre_attr(vfs, auth, id).await;
     let result = vfs.commit(auth, id, offset, count).await;
