@@ -2,7 +2,7 @@
 
 use super::nfs::*;
 use super::raw_rpc;
-use super::server::Server;
+use super::server::{Server, ServerOptions};
 
 const ROOT_USER: raw_rpc::Cred = raw_rpc::Cred::Unix { uid: 0, gid: 0 };
 
@@ -205,4 +205,44 @@ async fn readdir_budgets_are_honoured_even_when_tiny() {
     let res = accepted(&rep).2;
     assert!(res.len() - 4 <= 8192);
     assert_eq!(listed(&res[4..], true), (all, true));
+}
+
+/// WRITE reports what it promises: FILE_SYNC in sync mode whatever was asked; in async mode
+/// UNSTABLE when asked for UNSTABLE, and FILE_SYNC, flushed before the reply, when asked for
+/// it (the data survives a kill -9 without a COMMIT).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_stability_is_reported_honestly() {
+    use raw_rpc::*;
+    const UNSTABLE: u32 = 0;
+    const FILE_SYNC: u32 = 2;
+    // status, wcc_data (pre_op_attr 4+24, post_op_attr 4+84), count, then committed.
+    const COMMITTED: usize = (4 + 28 + 88 + 4) / 4;
+    async fn write(r: &mut Raw, xid: u32, fh: &[u8], offset: u64, stable: u32, data: &[u8]) -> (u32, Vec<u8>) {
+        let args = Args::default().opaque(fh).u64(offset).u32(data.len() as u32).u32(stable).opaque(data);
+        let rep = r.roundtrip(&nfs_call(xid, 7, ROOT_USER, &args)).await;
+        let res = accepted(&rep).2;
+        assert_eq!(word(res, 0), 0, "WRITE ok");
+        (word(res, COMMITTED), res[(COMMITTED + 1) * 4..(COMMITTED + 3) * 4].to_vec())
+    }
+
+    let sync = Server::start();
+    let mut c = Client::mount(sync.nfs_port, "/").await.unwrap();
+    let f = c.create(&c.root.clone(), b"s", 0o644).await.unwrap();
+    let mut r = Raw::connect(sync.nfs_port).await;
+    assert_eq!(write(&mut r, 1, &f.data.0, 0, UNSTABLE, b"sync").await.0, FILE_SYNC);
+
+    let mut server = Server::start_with(ServerOptions { durability: Some("async".into()), ..Default::default() });
+    let port = server.nfs_port;
+    let mut c = Client::mount(port, "/").await.unwrap();
+    let f = c.create(&c.root.clone(), b"a", 0o644).await.unwrap();
+    let mut r = Raw::connect(port).await;
+    let (committed, verf) = write(&mut r, 2, &f.data.0, 0, UNSTABLE, &pattern(1, 4096)).await;
+    assert_eq!(committed, UNSTABLE);
+    let (committed, verf2) = write(&mut r, 3, &f.data.0, 4096, FILE_SYNC, &pattern(2, 4096)).await;
+    assert_eq!((committed, &verf2), (FILE_SYNC, &verf), "one verifier per server run");
+    server.kill9();
+    server.restart();
+    let mut c = Client::mount(port, "/").await.unwrap();
+    let data = c.read_all(&f).await.unwrap();
+    assert_eq!(&data[4096..], &pattern(2, 4096)[..], "the FILE_SYNC write survived kill -9");
 }
