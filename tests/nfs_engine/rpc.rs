@@ -246,3 +246,39 @@ async fn write_stability_is_reported_honestly() {
     let data = c.read_all(&f).await.unwrap();
     assert_eq!(&data[4096..], &pattern(2, 4096)[..], "the FILE_SYNC write survived kill -9");
 }
+
+/// MOUNT v3 and PORTMAP v2 on the NFS port: MNT gives the handle the client library gets,
+/// with AUTH_UNIX offered; GETPORT points at this port for NFSv3 and MOUNT v3 over TCP only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mount_and_portmap_on_the_nfs_port() {
+    use raw_rpc::*;
+    let server = Server::start();
+    let port = server.nfs_port;
+    let c = Client::mount(port, "/").await.unwrap();
+    let mut r = Raw::connect(port).await;
+    let mount = |xid: u32, proc_: u32, args: &Args| call(xid, 2, MOUNT, 3, proc_, ROOT_USER, args);
+
+    let rep = r.roundtrip(&mount(1, 1, &Args::default().opaque(b"/"))).await;
+    let res = accepted(&rep).2;
+    let fh = Args::default().opaque(&c.root.data.0).0;
+    assert_eq!(word(res, 0), 0, "MNT3_OK");
+    assert_eq!(&res[4..4 + fh.len()], &fh[..], "the root handle");
+    assert_eq!(&res[4 + fh.len()..], &[0, 0, 0, 1, 0, 0, 0, 1], "flavors: AUTH_UNIX");
+    let rep = r.roundtrip(&mount(2, 1, &Args::default().opaque(b"/no-such-dataset"))).await;
+    assert_eq!(accepted(&rep).2, &[0, 0, 0, 2], "MNT3ERR_NOENT");
+    let rep = r.roundtrip(&mount(3, 5, &Args::default())).await;
+    let export = Args::default().u32(1).opaque(b"/").u32(0).u32(0).0;
+    assert_eq!(accepted(&rep).2, &export[..], "EXPORT: /");
+    let rep = r.roundtrip(&mount(4, 3, &Args::default().opaque(b"/"))).await;
+    assert_eq!((accepted(&rep).1, accepted(&rep).2.len()), (0, 0), "UMNT: void");
+    let rep = r.roundtrip(&mount(5, 2, &Args::default())).await;
+    assert_eq!(accepted(&rep).2, &[0, 0, 0, 0], "DUMP: empty list");
+
+    let getport = |xid: u32, prog: u32, vers: u32, prot: u32| {
+        call(xid, 2, 100000, 2, 3, Cred::Null, &Args::default().u32(prog).u32(vers).u32(prot).u32(0))
+    };
+    for (xid, prog, vers, prot, want) in [(6, NFS, 3, 6, port as u32), (7, MOUNT, 3, 6, port as u32), (8, NFS, 3, 17, 0), (9, 100021, 4, 6, 0)] {
+        let rep = r.roundtrip(&getport(xid, prog, vers, prot)).await;
+        assert_eq!(word(accepted(&rep).2, 0), want, "GETPORT {prog} v{vers} proto {prot}");
+    }
+}
