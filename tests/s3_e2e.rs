@@ -15,8 +15,6 @@
 
 #[path = "support/nfs.rs"]
 mod nfs;
-#[path = "support/s3.rs"]
-mod s3;
 #[path = "support/s3_serve.rs"]
 mod s3_serve;
 #[path = "support/server.rs"]
@@ -28,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use nfs::*;
 use s3_serve::*;
-use server::Server;
+use server::{s3, Server};
 
 // ------------------------------------------------------------------------------------------
 // 1. Through NFS onto S3; kill -9 loses nothing acknowledged.

@@ -447,7 +447,7 @@ async fn bounded_retries_close_the_database_on_a_long_outage() {
     let first_err = rep.errors[0].0;
     assert!(rep.acked.iter().all(|&i| i < first_err));
     assert_eq!(rep.errors.len() as u32, 200 - first_err);
-    assert!(store.faults().unwrap().is_down() == false);
+    assert!(!store.faults().unwrap().is_down());
     assert!(db.put(b"after", b"1").await.is_err());
     assert_eq!(db.subscribe().borrow().close_reason, Some(CloseReason::Panic));
     let _ = db.close().await;

@@ -326,7 +326,7 @@ fn count_listing(
                 Ok(_) => {
                     seen += 1;
                     // Every 1,000 objects after the first page is another page request.
-                    if seen > 1 && (seen - 1) % 1000 == 0 {
+                    if seen > 1 && (seen - 1).is_multiple_of(1000) {
                         c.list.fetch_add(1, Relaxed);
                     }
                 }

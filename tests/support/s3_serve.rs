@@ -1,12 +1,12 @@
 //! What the S3 end-to-end suites (s3_e2e.rs, s3_outage.rs) share: a `slatefs serve` config
 //! for a test S3 server, and bounds on client calls that may hang.
-//! Expects `s3` (support/s3.rs) and `server` (support/server.rs) modules at the crate root.
+//! Expects the `server` module (support/server.rs, which brings support/s3.rs) at the crate root.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::s3::S3Server;
+use crate::server::s3::S3Server;
 use crate::server::ServerOptions;
 
 pub const PREFIX: &str = "e2e";
