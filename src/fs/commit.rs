@@ -92,9 +92,8 @@ impl Committer {
         self.make_durable(db, seq).await
     }
 
-    /// The state of the durability path, for health reporting (a `Filesystem::health()`
-    /// accessor, DatasetStats and the CSI volume condition are to use it; not wired yet).
-    #[allow(dead_code)]
+    /// The state of the durability path, as `Filesystem::health()` reports it to DatasetStats
+    /// and the CSI volume condition.
     pub fn health(&self) -> Health {
         if self.shared.fenced.load(Ordering::Acquire) {
             return Health::Fenced;
