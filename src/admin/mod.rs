@@ -104,7 +104,7 @@ impl From<CatalogError> for tonic::Status {
             CatalogError::AlreadyExists(_) => Code::AlreadyExists,
             CatalogError::FailedPrecondition(_) => Code::FailedPrecondition,
             CatalogError::ResourceExhausted(_) => Code::ResourceExhausted,
-            CatalogError::Unavailable(_) => Code::Unavailable,
+            CatalogError::Unavailable(_) | CatalogError::StoreUnreachable(_) => Code::Unavailable,
             CatalogError::Internal(_) => Code::Internal,
         };
         tonic::Status::new(code, e.to_string())

@@ -53,6 +53,7 @@ pub mod codec;
 pub mod crash;
 mod db;
 pub mod registry;
+mod slot;
 
 pub use codec::{DatasetRecord, Origin, RecordState, SnapshotRecord, MAX_ID};
 pub use registry::{
@@ -79,6 +80,10 @@ pub enum CatalogError {
     ResourceExhausted(String),
     #[error("{0}")]
     Unavailable(String),
+    /// The object store has been failing for `io_error_after_ms` (NFS3ERR_IO rather than a
+    /// "try again").
+    #[error("{0}")]
+    StoreUnreachable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -88,6 +93,15 @@ pub type CatalogResult<T> = Result<T, CatalogError>;
 impl CatalogError {
     pub(crate) fn internal(context: &str, e: impl std::fmt::Display) -> CatalogError {
         CatalogError::Internal(format!("{context}: {e:#}"))
+    }
+}
+
+impl From<crate::store::wait::GaveUp> for CatalogError {
+    fn from(e: crate::store::wait::GaveUp) -> Self {
+        match e {
+            crate::store::wait::GaveUp::Unavailable(m) => CatalogError::Unavailable(m),
+            crate::store::wait::GaveUp::Unreachable(m) => CatalogError::StoreUnreachable(m),
+        }
     }
 }
 

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::codec::{self, DatasetRecord, Origin, RecordState, SnapshotRecord, MAX_ID};
 use super::crash;
 use super::db::{CatalogDb, State, READER_POLL};
+use super::slot::{Slot, SlotState};
 use super::{validate_name, CatalogError, CatalogResult, ROOT_DATASET};
 use crate::config::{Config, DurabilityMode, StorageConfig};
 use crate::fs::{Filesystem, FsOptions, Health, Usage, DEFAULT_CHUNK_SIZE};
@@ -89,17 +90,13 @@ enum Obj {
     Snapshot(u64),
 }
 
-type Slot = Arc<Mutex<Option<Arc<Filesystem>>>>;
-
 pub struct Registry {
     store: Store,
     db: CatalogDb,
     state: RwLock<State>,
     /// Serialises mutations (and start-up recovery).
     ops: Mutex<()>,
-    /// Open datasets (writers) and snapshots (checkpoint readers) by id. A slot's lock is held
-    /// while it is opened or closed, and the catalog state is re-checked under it, so a dataset
-    /// being deleted is never reopened.
+    /// Open datasets (writers) and snapshots (checkpoint readers) by id.
     open: std::sync::Mutex<HashMap<u64, Slot>>,
     durability: DurabilityMode,
     flush_interval: Duration,
@@ -245,15 +242,22 @@ impl Registry {
         self.filesystem_with(id, Reacquire::AfterChecking).await
     }
 
+    /// Waits for the slot and for an open within the store's wait limits (`store::wait`): while
+    /// the store is away, a call that needs a dataset not open yet answers "unavailable" after
+    /// `unavailable_after_ms` and the open goes on for the next call.
     async fn filesystem_with(&self, id: u64, reacquire: Reacquire) -> CatalogResult<Arc<Filesystem>> {
         self.check_open()?;
         self.object_kind(id).await?;
         let slot = self.slot(id);
+        crate::store::wait::bounded_read(self.filesystem_in_slot(&slot, id, reacquire)).await
+    }
+
+    async fn filesystem_in_slot(&self, slot: &Slot, id: u64, reacquire: Reacquire) -> CatalogResult<Arc<Filesystem>> {
         let mut guard = slot.lock().await;
         // Re-checked under the slot lock: a delete marks the record first, then closes here.
         let kind = self.object_kind(id).await?;
         self.check_open()?;
-        if let Some(fs) = guard.as_ref() {
+        if let Some(fs) = guard.finish_opening().await? {
             let fenced = match reacquire {
                 Reacquire::Never => false,
                 // The serving path must stay cheap: SlateDB marks a writer fenced as soon as
@@ -262,15 +266,15 @@ impl Registry {
                 Reacquire::AfterChecking => fs.check_fenced().await,
             };
             if !fenced {
-                return Ok(fs.clone());
+                return Ok(fs);
             }
             tracing::warn!("dataset {id}: another server took its writer over; opening it again");
-            *guard = None;
+            *guard = SlotState::Closed;
         }
-        let fs = match kind {
+        match kind {
             ObjectKind::Dataset => {
                 let quota = self.state.read().unwrap().datasets.get(&id).and_then(|d| d.quota);
-                self.open_dataset(id, quota).await?
+                guard.start_opening(self.open_dataset_task(id, quota));
             }
             ObjectKind::Snapshot { dataset_id } => {
                 let checkpoint = self
@@ -281,16 +285,20 @@ impl Registry {
                     .get(&id)
                     .and_then(|s| s.checkpoint)
                     .ok_or_else(|| CatalogError::NotFound(format!("no snapshot with id {id}")))?;
-                let reader = self
-                    .store
-                    .open_checkpoint(&self.store.dataset_path(dataset_id), checkpoint)
-                    .await
-                    .map_err(|e| CatalogError::internal("cannot open snapshot", e))?;
-                Filesystem::open_snapshot(reader).await.map_err(|e| fs_err("cannot open snapshot", e))?
+                let store = self.store.clone();
+                guard.start_opening(async move {
+                    let reader = store
+                        .open_checkpoint(&store.dataset_path(dataset_id), checkpoint)
+                        .await
+                        .map_err(|e| CatalogError::internal("cannot open snapshot", e))?;
+                    Filesystem::open_snapshot(reader).await.map_err(|e| fs_err("cannot open snapshot", e))
+                });
             }
-        };
-        *guard = Some(fs.clone());
-        Ok(fs)
+        }
+        guard
+            .finish_opening()
+            .await?
+            .ok_or_else(|| CatalogError::Internal(format!("object {id}: the open left nothing")))
     }
 
     /// Flushes and closes every open dataset and snapshot, then the catalog. Later calls fail
@@ -411,7 +419,7 @@ impl Registry {
         crash::point("create.after-intent");
         let result = async {
             let fs = self.open_dataset(id, quota).await?;
-            *self.slot(id).lock().await = Some(fs);
+            self.slot(id).lock().await.set(fs);
             crash::point("create.after-db");
             self.set_dataset_state(id, RecordState::Active).await
         }
@@ -499,7 +507,7 @@ impl Registry {
                 .await
                 .map_err(|e| CatalogError::internal("cannot release the temporary checkpoint", e))?;
             let fs = self.open_dataset(id, quota).await?;
-            *self.slot(id).lock().await = Some(fs);
+            self.slot(id).lock().await.set(fs);
             self.set_dataset_state(id, RecordState::Active).await
         }
         .await;
@@ -530,7 +538,7 @@ impl Registry {
                 .map_err(|e| CatalogError::internal("cannot clone the snapshot", e))?;
             crash::point("clone.after-clone");
             let fs = self.open_dataset(id, quota).await?;
-            *self.slot(id).lock().await = Some(fs);
+            self.slot(id).lock().await.set(fs);
             self.set_dataset_state(id, RecordState::Active).await
         }
         .await;
@@ -740,13 +748,25 @@ impl Registry {
     }
 
     async fn open_dataset(&self, id: u64, quota: Option<u64>) -> CatalogResult<Arc<Filesystem>> {
-        let db = self
-            .store
-            .open_db(&self.store.dataset_path(id), dataset_settings(self.flush_interval))
-            .await
-            .map_err(|e| CatalogError::internal("cannot open the dataset", e))?;
+        self.open_dataset_task(id, quota).await
+    }
+
+    /// Opening a dataset's writer, as a future that borrows nothing (it may run as a task).
+    fn open_dataset_task(
+        &self,
+        id: u64,
+        quota: Option<u64>,
+    ) -> impl std::future::Future<Output = CatalogResult<Arc<Filesystem>>> + Send + 'static {
+        let store = self.store.clone();
+        let settings = dataset_settings(self.flush_interval);
         let opts = FsOptions { durability: self.durability, chunk_size: DEFAULT_CHUNK_SIZE, quota };
-        Filesystem::open(db, opts).await.map_err(|e| fs_err("cannot open the dataset", e))
+        async move {
+            let db = store
+                .open_db(&store.dataset_path(id), settings)
+                .await
+                .map_err(|e| CatalogError::internal("cannot open the dataset", e))?;
+            Filesystem::open(db, opts).await.map_err(|e| fs_err("cannot open the dataset", e))
+        }
     }
 
     fn slot(&self, id: u64) -> Slot {
@@ -755,15 +775,15 @@ impl Registry {
 
     async fn open_fs(&self, id: u64) -> Option<Arc<Filesystem>> {
         let slot = self.open.lock().unwrap().get(&id).cloned()?;
-        let guard = slot.lock().await;
-        guard.clone()
+        let mut guard = slot.lock().await;
+        guard.finish_opening().await.ok().flatten()
     }
 
     /// Closes an open dataset or snapshot (callers still holding it get errors from then on).
     async fn evict(&self, id: u64) {
         let Some(slot) = self.open.lock().unwrap().get(&id).cloned() else { return };
         let mut guard = slot.lock().await;
-        if let Some(fs) = guard.take() {
+        if let Some(fs) = guard.take().await {
             if let Err(e) = fs.close().await {
                 tracing::warn!("closing {id}: {e}");
             }
@@ -1027,7 +1047,7 @@ impl Registry {
                 crash::point("create.after-intent");
                 let result = async {
                     let fs = self.open_dataset(id, None).await?;
-                    *self.slot(id).lock().await = Some(fs);
+                    self.slot(id).lock().await.set(fs);
                     crash::point("create.after-db");
                     self.set_dataset_state(id, RecordState::Active).await
                 }

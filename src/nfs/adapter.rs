@@ -47,6 +47,10 @@ fn export_status(e: ExportError) -> nfsstat3 {
             tracing::warn!("catalog unavailable: {msg}");
             nfsstat3::NFS3ERR_JUKEBOX
         }
+        ExportError::Unreachable(msg) => {
+            tracing::warn!("{msg}");
+            nfsstat3::NFS3ERR_IO
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use crate::fs::Filesystem;
 fn export_error(e: CatalogError) -> ExportError {
     match e {
         CatalogError::NotFound(_) | CatalogError::InvalidArgument(_) => ExportError::NotFound,
+        CatalogError::StoreUnreachable(m) => ExportError::Unreachable(m),
         other => ExportError::Unavailable(other.to_string()),
     }
 }

@@ -11,7 +11,10 @@ use crate::fs::Filesystem;
 pub enum ExportError {
     /// No such dataset or snapshot (any more): STALE for handles, NOENT for paths.
     NotFound,
+    /// Try again later (NFS3ERR_JUKEBOX).
     Unavailable(String),
+    /// The object store has been away too long (NFS3ERR_IO).
+    Unreachable(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
