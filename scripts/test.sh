@@ -19,7 +19,7 @@ echo "== the engine suite again, on a real S3 server (s3s on 127.0.0.1) instead 
 SLATEFS_TEST_STORE=s3 cargo test --release --test nfs_engine
 SLATEFS_TEST_STORE=s3 cargo test --release --test csi
 SLATEFS_TEST_STORE=s3 cargo test --release --test datasets
-SLATEFS_TEST_STORE=s3 cargo test --release --test snapshot_contents
+SLATEFS_TEST_STORE=s3 cargo test --release --test snapshot_contents --test clone_cost
 
 echo "== kernel NFS client suite (qemu)"
 tests/vm/run.sh

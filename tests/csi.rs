@@ -13,8 +13,6 @@ mod csi;
 #[path = "support/nfs.rs"]
 mod nfs;
 use nfs::pattern;
-#[path = "support/s3.rs"]
-mod s3;
 #[path = "support/server.rs"]
 mod server;
 #[path = "csi/store.rs"]
@@ -23,6 +21,7 @@ mod store;
 use std::collections::HashMap;
 
 use csi::Plugin;
+use server::s3;
 use server::Server;
 use slatefs::csi::proto::volume_capability::{access_mode::Mode, AccessMode, AccessType, BlockVolume, MountVolume};
 use slatefs::csi::proto::*;

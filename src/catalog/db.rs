@@ -24,6 +24,8 @@ pub struct State {
     pub default: Option<u64>,
 }
 
+// One per process.
+#[allow(clippy::large_enum_variant)]
 pub enum CatalogDb {
     Owner(Db),
     Reader(DbReader),

@@ -485,12 +485,17 @@ impl Registry {
             return Ok(SnapshotResult::Snapshot(snapshot_info(&st, &st.snapshots[&id])));
         }
 
+        // A writable snapshot, like a clone, is not opened here: opening replays the WAL the
+        // clone copied (what the source had not yet written to an SST), which would make its
+        // cost grow with the source's recent writes. It opens on first use, on whichever
+        // server serves it, and reports the usage it was cloned with.
         self.check_dataset_name_free(name)?;
         let quota = self.state.read().unwrap().datasets[&src].quota;
         let id = self.alloc_and_put_dataset(name, quota, Some(Origin::Dataset { dataset_id: src })).await?;
         crash::point("clone.after-intent");
         let result = async {
             let src_fs = self.filesystem_for_admin(src).await?;
+            let usage = src_fs.usage().await;
             let cp_name = clone_checkpoint_name(id);
             let checkpoint =
                 src_fs.checkpoint(&cp_name).await.map_err(|e| fs_err("cannot checkpoint the source", e))?;
@@ -506,13 +511,12 @@ impl Registry {
                 .delete_checkpoint(&src_path, checkpoint)
                 .await
                 .map_err(|e| CatalogError::internal("cannot release the temporary checkpoint", e))?;
-            let fs = self.open_dataset(id, quota).await?;
-            self.slot(id).lock().await.set(fs);
-            self.set_dataset_state(id, RecordState::Active).await
+            self.set_dataset_state(id, RecordState::Active).await?;
+            Ok(usage)
         }
         .await;
-        self.finish_create(id, result).await?;
-        Ok(SnapshotResult::Dataset(self.dataset_info_opened(id).await?))
+        let usage = self.finish_create(id, result).await?;
+        Ok(SnapshotResult::Dataset(DatasetInfo { usage: Some(usage), ..self.info_of(id)? }))
     }
 
     /// A new writable dataset from a read-only snapshot.
@@ -537,13 +541,12 @@ impl Registry {
                 .await
                 .map_err(|e| CatalogError::internal("cannot clone the snapshot", e))?;
             crash::point("clone.after-clone");
-            let fs = self.open_dataset(id, quota).await?;
-            self.slot(id).lock().await.set(fs);
             self.set_dataset_state(id, RecordState::Active).await
         }
         .await;
         self.finish_create(id, result).await?;
-        self.dataset_info_opened(id).await
+        let usage = Usage { bytes: snap.size_bytes, inodes: snap.inodes };
+        Ok(DatasetInfo { usage: Some(usage), ..self.info_of(id)? })
     }
 
     /// Deletes a dataset: removes its objects, or hides it while snapshots or clones need it.
@@ -696,14 +699,13 @@ impl Registry {
     }
 
     /// After a create-like operation: on failure, roll the half-made dataset back.
-    async fn finish_create(&self, id: u64, result: CatalogResult<()>) -> CatalogResult<()> {
-        if let Err(e) = result {
+    async fn finish_create<T>(&self, id: u64, result: CatalogResult<T>) -> CatalogResult<T> {
+        if result.is_err() {
             if let Err(e2) = self.rollback_dataset(id).await {
                 tracing::warn!("rolling back dataset {id}: {e2}; retried at next start");
             }
-            return Err(e);
         }
-        Ok(())
+        result
     }
 
     async fn put_dataset(&self, rec: DatasetRecord) -> CatalogResult<()> {

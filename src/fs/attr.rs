@@ -44,10 +44,9 @@ impl Filesystem {
             let new_gid = attr.gid.unwrap_or(inode.gid);
             if !caller.is_root() {
                 // Only root gives a file away; the owner may change its group to one of its own.
-                if new_uid != inode.uid || caller.uid != inode.uid {
-                    if new_uid != inode.uid || new_gid != inode.gid {
-                        return Err(FsError::Perm);
-                    }
+                let gives_away = new_uid != inode.uid || caller.uid != inode.uid;
+                if gives_away && (new_uid != inode.uid || new_gid != inode.gid) {
+                    return Err(FsError::Perm);
                 }
                 if new_gid != inode.gid && !caller.in_group(new_gid) {
                     return Err(FsError::Perm);

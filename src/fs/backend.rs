@@ -10,6 +10,8 @@ use slatedb::{Db, DbReader};
 use super::error::{FsError, FsResult};
 use crate::store::wait::bounded_read;
 
+// One per open dataset: boxing the larger variant would save bytes on nothing that is hot.
+#[allow(clippy::large_enum_variant)]
 pub enum Backend {
     Writer(Db),
     Snapshot(DbReader),

@@ -372,7 +372,7 @@ impl Filesystem {
         src.ctime = now;
         batch.put_inode(&fd);
         if let Some(t) = &td {
-            batch.put_inode(&t);
+            batch.put_inode(t);
         }
         batch.put_inode(&src);
         let seq = self.commit(batch, delta).await?;

@@ -64,6 +64,9 @@ impl HandleCodec {
     }
 }
 
+/// How many inodes a dataset may hold, as FSSTAT reports it.
+pub const MAX_INODE_COUNT: u64 = crate::fs::MAX_INO;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +87,3 @@ mod tests {
         assert!(matches!(codec.decode(&nfs_fh3 { data: vec![1; 16] }), Err(nfsstat3::NFS3ERR_BADHANDLE)));
     }
 }
-
-/// How many inodes a dataset may hold, as FSSTAT reports it.
-pub const MAX_INODE_COUNT: u64 = crate::fs::MAX_INO;
