@@ -140,6 +140,7 @@ fn scenarios() -> Vec<Scenario> {
                 },
                 "nfs": {"port": 30490, "hideSnapshotDir": true},
                 "durability": {"mode": "async", "flushIntervalMs": 25},
+                "cache": {"hostPath": "/mnt/ssd/slatefs-cache", "sizeGiB": 50, "memoryMiB": 1024},
                 "controller": {"healthPort": 9909},
                 "node": {"healthPort": 39808},
                 "storageClass": {"create": false},
@@ -160,6 +161,7 @@ fn scenarios() -> Vec<Scenario> {
             namespace: "storage",
             values: json!({
                 "storage": {"url": "s3://bucket/slatefs", "credentials": {"secretName": "s3-creds"}},
+                "cache": {"hostPath": ""},
                 "storageClass": {
                     "isDefault": true,
                     "reclaimPolicy": "Retain",
@@ -184,6 +186,7 @@ fn invalid_values() -> Vec<(serde_json::Value, &'static str)> {
         (json!({"volumeSnapshotClass": {"secret": {"name": "creds"}}}), "takes no credentials"),
         (json!({"durability": {"mode": "sometimes"}}), "durability/mode"),
         (json!({"nfs": {"port": 0}}), "port"),
+        (json!({"cache": {"hostPath": "relative/dir"}}), "hostPath"),
         (json!({"sidecars": {"provisioner": {"imag": "x"}}}), "imag"),
     ]
 }
@@ -1169,6 +1172,33 @@ fn config_files_are_valid_slatefs_configs_with_the_right_roles() {
                 assert_eq!(server.nfs.listen, "127.0.0.1:20490");
                 assert_eq!(server.admin.listen.as_deref(), Some("unix:///run/slatefs/admin.sock"));
                 assert_eq!((server.durability.mode, server.durability.flush_interval_ms), (DurabilityMode::Sync, 100));
+            }
+        }
+        // Read caches: memory in every process that opens datasets, the disk cache in the
+        // node's dataset server only, on a hostPath at the same path.
+        let (cache_dir, cache_gib, memory_mib) = match s.name {
+            "custom" => (Some("/mnt/ssd/slatefs-cache"), 50, 1024),
+            "secrets" => (None, 16, 512),
+            _ => (Some("/var/cache/slatefs"), 16, 512),
+        };
+        for p in &all {
+            assert_eq!(p.config.storage.memory_cache_size_bytes().unwrap(), memory_mib << 20, "{}/{}", p.what, p.c.name);
+            let mounted = p.c.volume_mounts.iter().flatten().find(|m| m.name == "read-cache");
+            if p.role == "serve-reader" {
+                assert_eq!(p.config.storage.cache_dir.as_deref().and_then(|d| d.to_str()), cache_dir, "{}", s.name);
+                match cache_dir {
+                    Some(dir) => {
+                        assert_eq!(p.config.storage.cache_size_bytes().unwrap(), cache_gib << 30);
+                        assert_eq!(mounted.map(|m| m.mount_path.as_str()), Some(dir));
+                        assert_eq!(resolve(p.pod, p.c, dir).1.as_deref(), Some(dir), "the cache is a hostPath");
+                    }
+                    None => assert!(mounted.is_none(), "no disk cache, no volume"),
+                }
+            } else if p.role == "csi-node" {
+                // It reads the server's file (node.toml) but opens no store: no cache volume.
+                assert!(mounted.is_none(), "{}/{}: the disk cache is the servers'", p.what, p.c.name);
+            } else {
+                assert!(p.config.storage.cache_dir.is_none() && mounted.is_none(), "{}/{}: the disk cache is the servers'", p.what, p.c.name);
             }
         }
         // The servers open the store: a local directory is the same hostPath for both (and the

@@ -83,6 +83,11 @@ region = {{ . | quote }}
 {{- end }}
 allow_http = {{ $v.storage.allowHttp }}
 path_style = {{ $v.storage.pathStyle }}
+memory_cache_size = {{ printf "%dMiB" (int $v.cache.memoryMiB) | quote }}
+{{- if and (eq .role "reader") $v.cache.hostPath }}
+cache_dir = {{ $v.cache.hostPath | quote }}
+cache_size = {{ printf "%dGiB" (int $v.cache.sizeGiB) | quote }}
+{{- end }}
 [nfs]
 listen = {{ printf "127.0.0.1:%d" (int $v.nfs.port) | quote }}
 hide_snapshot_dir = {{ $v.nfs.hideSnapshotDir }}
