@@ -332,6 +332,8 @@ async fn create_and_delete_volume() {
     assert_eq!(code(c.create_volume(with(&[("storeUrl", "s3://elsewhere/x")])).await), Code::InvalidArgument);
     assert_eq!(code(c.create_volume(with(&[("durability", "async")])).await), Code::InvalidArgument);
     assert_eq!(code(c.create_volume(with(&[("durability", "maybe")])).await), Code::InvalidArgument);
+    assert_eq!(code(c.create_volume(with(&[("endpoint", "http://elsewhere.invalid:9000")])).await), Code::InvalidArgument);
+    assert_eq!(code(c.create_volume(with(&[("pathStyle", "yes")])).await), Code::InvalidArgument);
     let ok = with(&[
         ("storeUrl", server.store_url.as_str()),
         ("durability", "sync"),

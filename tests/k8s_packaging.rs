@@ -167,7 +167,7 @@ fn scenarios() -> Vec<Scenario> {
                     "reclaimPolicy": "Retain",
                     "volumeBindingMode": "WaitForFirstConsumer",
                     "mountOptions": ["actimeo=1"],
-                    "parameters": {"storeUrl": "s3://bucket/slatefs", "durability": "sync"},
+                    "parameters": {"storeUrl": "s3://bucket/slatefs", "durability": "sync", "pathStyle": "false", "allowHttp": "false"},
                     "secret": {"name": "sc-creds"}
                 },
                 "volumeSnapshotClass": {"secret": {"name": "sc-creds"}}
@@ -1109,10 +1109,7 @@ fn classes_carry_their_parameters_and_secret_references() {
     for scenario in ["default", "secrets", "custom"] {
         let o = typed(scenario, &rendered(scenario).docs);
         let ctrl = proc(&o, "csi-controller");
-        let served = slatefs::csi::params::Served {
-            store_url: ctrl.config.storage.url.clone(),
-            durability: ctrl.config.durability.mode,
-        };
+        let served = slatefs::csi::params::Served::from_config(&ctrl.config);
         for sc in &o.storage_classes {
             let params: std::collections::HashMap<_, _> = sc.parameters.clone().unwrap_or_default().into_iter().collect();
             slatefs::csi::params::validate_volume_params(&params, &served)

@@ -95,7 +95,7 @@ fn value(i: u32) -> Vec<u8> {
 
 /// Settings with a short WAL flush interval, so `await_durable` is quick.
 fn settings() -> slatedb::config::Settings {
-    dataset_settings(Duration::from_millis(5))
+    dataset_settings(Duration::from_millis(5), false)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -760,7 +760,7 @@ impl Registry {
         quota: Option<u64>,
     ) -> impl std::future::Future<Output = CatalogResult<Arc<Filesystem>>> + Send + 'static {
         let store = self.store.clone();
-        let settings = dataset_settings(self.flush_interval);
+        let settings = dataset_settings(self.flush_interval, self.store.is_local());
         let opts = FsOptions { durability: self.durability, chunk_size: DEFAULT_CHUNK_SIZE, quota };
         async move {
             let db = store

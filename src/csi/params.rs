@@ -6,6 +6,8 @@
 //! |-----|--------|---------|
 //! | `storeUrl` | a store URL | the object store the volume must live in; it must be the store this driver's catalog owner serves (one driver deployment serves one store), else INVALID_ARGUMENT — a guard against a StorageClass pointing at the wrong deployment |
 //! | `durability` | `sync` / `async` | the durability the volume needs; must match the dataset servers' `[durability] mode` (durability is per server, not per dataset), else INVALID_ARGUMENT |
+//! | `endpoint`, `region` | text | must equal `[storage] endpoint` / `region` (unset there: must be empty), else INVALID_ARGUMENT |
+//! | `pathStyle`, `allowHttp` | `true` / `false` | must equal `[storage] path_style` / `allow_http` (unset: false), else INVALID_ARGUMENT |
 //! | `csi.storage.k8s.io/*` | any | metadata the external-provisioner adds (`pvc/name`, `pvc/namespace`, `pv/name`) and the secret references; accepted and ignored |
 //!
 //! The Secrets those references name arrive in the calls' `secrets` maps: see `secrets.rs`.
@@ -14,16 +16,51 @@ use std::collections::HashMap;
 
 use tonic::Status;
 
-use crate::config::DurabilityMode;
+use crate::config::{Config, DurabilityMode};
 
 pub const KUBERNETES_PREFIX: &str = "csi.storage.k8s.io/";
-pub const VOLUME_KEYS: &[&str] = &["storeUrl", "durability"];
+pub const VOLUME_KEYS: &[&str] = &["storeUrl", "durability", "endpoint", "region", "pathStyle", "allowHttp"];
 
 /// What the driver's configuration says, to check parameters against.
 #[derive(Debug, Clone)]
 pub struct Served {
     pub store_url: String,
     pub durability: DurabilityMode,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub path_style: bool,
+    pub allow_http: bool,
+}
+
+impl Served {
+    pub fn from_config(config: &Config) -> Served {
+        let s = &config.storage;
+        Served {
+            store_url: s.url.clone(),
+            durability: config.durability.mode,
+            endpoint: s.endpoint.clone(),
+            region: s.region.clone(),
+            path_style: s.path_style.unwrap_or(false),
+            allow_http: s.allow_http.unwrap_or(false),
+        }
+    }
+}
+
+fn must_equal(key: &str, given: &str, served: &str) -> Result<(), Status> {
+    if given == served {
+        return Ok(());
+    }
+    Err(Status::invalid_argument(format!(
+        "parameter {key} {given:?}: this driver's store has {key} {served:?} (one installation serves one store)"
+    )))
+}
+
+fn bool_param(key: &str, v: &str) -> Result<bool, Status> {
+    match v {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(Status::invalid_argument(format!("parameter {key} {v:?}: expected \"true\" or \"false\""))),
+    }
 }
 
 fn unknown(key: &str, known: &[&str]) -> Status {
@@ -65,6 +102,10 @@ pub fn validate_volume_params(params: &HashMap<String, String>, served: &Served)
                     )));
                 }
             }
+            "endpoint" => must_equal(k, v.trim_end_matches('/'), served.endpoint.as_deref().unwrap_or("").trim_end_matches('/'))?,
+            "region" => must_equal(k, v, served.region.as_deref().unwrap_or(""))?,
+            "pathStyle" => must_equal(k, &bool_param(k, v)?.to_string(), &served.path_style.to_string())?,
+            "allowHttp" => must_equal(k, &bool_param(k, v)?.to_string(), &served.allow_http.to_string())?,
             _ => return Err(unknown(k, VOLUME_KEYS)),
         }
     }
@@ -84,7 +125,14 @@ mod tests {
     use super::*;
 
     fn served() -> Served {
-        Served { store_url: "file:///data/".into(), durability: DurabilityMode::Sync }
+        Served {
+            store_url: "s3://b/data/".into(),
+            durability: DurabilityMode::Sync,
+            endpoint: Some("http://minio:9000".into()),
+            region: None,
+            path_style: true,
+            allow_http: false,
+        }
     }
     fn p(kv: &[(&str, &str)]) -> HashMap<String, String> {
         kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -94,11 +142,18 @@ mod tests {
     fn volume_params() {
         let s = served();
         assert!(validate_volume_params(&p(&[]), &s).is_ok());
-        assert!(validate_volume_params(&p(&[("storeUrl", "file:///data"), ("durability", "sync")]), &s).is_ok());
+        assert!(validate_volume_params(&p(&[("storeUrl", "s3://b/data"), ("durability", "sync")]), &s).is_ok());
+        let store = [("endpoint", "http://minio:9000/"), ("region", ""), ("pathStyle", "true"), ("allowHttp", "false")];
+        assert!(validate_volume_params(&p(&store), &s).is_ok());
         assert!(validate_volume_params(&p(&[("csi.storage.k8s.io/pvc/name", "x")]), &s).is_ok());
         for bad in [
-            p(&[("storeurl", "file:///data")]),
+            p(&[("storeurl", "s3://b/data")]),
             p(&[("storeUrl", "s3://other")]),
+            p(&[("endpoint", "http://other:9000")]),
+            p(&[("region", "eu-west-1")]),
+            p(&[("pathStyle", "false")]),
+            p(&[("pathStyle", "yes")]),
+            p(&[("allowHttp", "true")]),
             p(&[("durability", "async")]),
             p(&[("durability", "fast")]),
         ] {

@@ -144,7 +144,7 @@ pub async fn run(opts: PluginOptions, shutdown: impl Future<Output = ()> + Send 
         } else {
             None
         };
-        let served = Served { store_url: config.storage.url.clone(), durability: config.durability.mode };
+        let served = Served::from_config(config);
         Some(ControllerServer::new(ControllerService::new(backend.clone(), served, store)))
     } else {
         None

@@ -365,20 +365,30 @@ async fn log_requests(
 /// Memory per busy dataset is bounded by the active memtable (`l0_sst_size_bytes`, 64 MiB)
 /// plus what waits to be written (`max_unflushed_bytes`; writers pause beyond it). SlateDB's
 /// default of 512 MiB for the latter let one async-mode writer grow the process past 1.5 GiB.
-pub fn dataset_settings(flush_interval: Duration) -> Settings {
+///
+/// SlateDB stops flushing memtables, and so stalls every writer, once `l0_max_ssts` L0 tables
+/// wait for compaction. On a local disk compaction is quick, and 16 instead of the default 8
+/// more than doubled a 1 GiB sequential write (80-130 to 230-490 MB/s, BENCHMARKS.md). On
+/// object storage it only moved the stall: the sequential write gained 40%, but the random
+/// writes after it waited on a 1 GiB compaction (60-80 instead of 400-700 ops/s), so object
+/// stores keep 8.
+pub fn dataset_settings(flush_interval: Duration, on_local_disk: bool) -> Settings {
+    let l0_max_ssts = if on_local_disk { 16 } else { 8 };
     Settings {
         flush_interval: Some(flush_interval),
         max_unflushed_bytes: 256 << 20,
-        // SlateDB's default of 8 L0 tables stalled memtable flushes, and with them every
-        // writer, while compaction caught up: a 1 GiB sequential write ran at 80-130 MB/s
-        // with the server half idle; with 16 it runs at 230-490 MB/s (BENCHMARKS.md).
-        l0_max_ssts: 16,
-        l0_max_ssts_per_key: 16,
+        l0_max_ssts,
+        l0_max_ssts_per_key: l0_max_ssts,
         ..Settings::default()
     }
 }
 
 impl Store {
+    /// Whether the store is a directory on a local disk (`file://`).
+    pub fn is_local(&self) -> bool {
+        self.local_dir.is_some()
+    }
+
     /// Total and free bytes of the disk under a `file://` store; `None` for object stores,
     /// whose capacity is not known.
     pub fn capacity(&self) -> Option<(u64, u64)> {
