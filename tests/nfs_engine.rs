@@ -48,6 +48,13 @@ async fn files_directories_links_and_special_files() {
     assert_eq!(c.read(&d, 0, 10).await.unwrap_err(), nfsstat3::NFS3ERR_ISDIR);
     assert_eq!(c.write(&d, 0, b"x").await.unwrap_err(), nfsstat3::NFS3ERR_ISDIR);
     assert_eq!(c.remove(&root, b"nope").await.unwrap_err(), nfsstat3::NFS3ERR_NOENT);
+    // REMOVE takes no directory and RMDIR nothing else; both leave the entry in place.
+    let empty = c.mkdir(&root, b"empty", 0o755).await.unwrap();
+    assert_eq!(c.remove(&root, b"empty").await.unwrap_err(), nfsstat3::NFS3ERR_ISDIR);
+    assert_eq!(c.rmdir(&root, b"a.txt").await.unwrap_err(), nfsstat3::NFS3ERR_NOTDIR);
+    assert_eq!(c.lookup(&root, b"empty").await.unwrap(), empty);
+    assert_eq!(c.lookup(&root, b"a.txt").await.unwrap(), f);
+    c.rmdir(&root, b"empty").await.unwrap();
 
     // Names: 255 bytes are fine, 256 are too long; '/' and NUL are refused and create nothing.
     let long = vec![b'n'; 255];

@@ -215,8 +215,8 @@ impl Filesystem {
         self.unlink(caller, dir, name, Some(true)).await
     }
 
-    /// Removes a name whatever it is; a directory only when empty (NFS REMOVE and RMDIR
-    /// arrive through one entry point of the NFS library).
+    /// Removes a name whatever it is; a directory only when empty (the NFS library's trait
+    /// has one `remove` for REMOVE and RMDIR; our RPC layer calls `remove` and `rmdir`).
     pub async fn remove_any(&self, caller: &Caller, dir: u64, name: &[u8]) -> FsResult<()> {
         self.unlink(caller, dir, name, None).await
     }

@@ -181,7 +181,7 @@ impl<E: Exports> NfsAdapter<E> {
 }
 
 #[async_trait]
-impl<E: Exports> super::rpc::WriteStability for NfsAdapter<E> {
+impl<E: Exports> super::rpc::NfsExtras for NfsAdapter<E> {
     async fn writes_are_stable(&self, id: fileid3) -> bool {
         let (object, _) = handle::split(id);
         match self.fs(object).await {
@@ -189,6 +189,19 @@ impl<E: Exports> super::rpc::WriteStability for NfsAdapter<E> {
             // Nothing was written; a later COMMIT will report the failure.
             Err(_) => true,
         }
+    }
+
+    async fn remove_entry(&self, auth: &AuthContext, dirid: fileid3, name: &filename3, dir: bool) -> Result<(), nfsstat3> {
+        let (object, parent) = handle::split(dirid);
+        self.check_reserved(object, parent, name.as_ref()).await.map_err(reserved_name_is_not_removable)?;
+        let fs = self.fs(object).await?;
+        let caller = caller(auth);
+        let result = if dir {
+            fs.rmdir(&caller, parent, name.as_ref()).await
+        } else {
+            fs.remove(&caller, parent, name.as_ref()).await
+        };
+        result.map_err(|e| self.status(if dir { "rmdir" } else { "remove" }, e))
     }
 }
 

@@ -24,22 +24,26 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use zerofs_nfsserve::nfs::fileid3;
-use zerofs_nfsserve::vfs::NFSFileSystem;
+use zerofs_nfsserve::nfs::{fileid3, filename3, nfsstat3};
+use zerofs_nfsserve::vfs::{AuthContext, NFSFileSystem};
 
 use drc::{Begin, Drc, Key};
 use message::{AcceptStat, Parsed};
 
 /// What the RPC layer needs beyond `NFSFileSystem`.
 #[async_trait]
-pub trait WriteStability {
+pub trait NfsExtras {
     /// Whether a WRITE to `id` is durable once the filesystem acknowledges it (FILE_SYNC), or
     /// only after a COMMIT (UNSTABLE).
     async fn writes_are_stable(&self, id: fileid3) -> bool;
+
+    /// REMOVE (`dir` false: anything but a directory, else NFS3ERR_ISDIR) and RMDIR (`dir`
+    /// true: an empty directory, else NFS3ERR_NOTDIR); `NFSFileSystem` has one `remove` for both.
+    async fn remove_entry(&self, auth: &AuthContext, dirid: fileid3, name: &filename3, dir: bool) -> Result<(), nfsstat3>;
 }
 
-pub trait Backend: NFSFileSystem + WriteStability + Send + Sync + 'static {}
-impl<T: NFSFileSystem + WriteStability + Send + Sync + 'static> Backend for T {}
+pub trait Backend: NFSFileSystem + NfsExtras + Send + Sync + 'static {}
+impl<T: NFSFileSystem + NfsExtras + Send + Sync + 'static> Backend for T {}
 
 /// Replies of non-idempotent calls kept for retransmissions, and for how long.
 const DRC_ENTRIES: usize = 16 * 1024;

@@ -221,8 +221,8 @@ pub async fn make_node<V: Backend>(vfs: &V, auth: &AuthContext, proc_: u32, d: &
     Ok(())
 }
 
-/// REMOVE and RMDIR: the filesystem removes whichever kind of entry the name is.
-pub async fn remove<V: Backend>(vfs: &V, auth: &AuthContext, d: &mut Dec<'_>, out: &mut Vec<u8>) -> DecResult<()> {
+/// REMOVE (`dir` false) and RMDIR (`dir` true).
+pub async fn remove<V: Backend>(vfs: &V, auth: &AuthContext, d: &mut Dec<'_>, out: &mut Vec<u8>, rmdir: bool) -> DecResult<()> {
     let dir = d.fh()?;
     let name = name(d)?;
     let dirid = match resolve(vfs, &dir) {
@@ -230,7 +230,7 @@ pub async fn remove<V: Backend>(vfs: &V, auth: &AuthContext, d: &mut Dec<'_>, ou
         Err(s) => return fail_wcc(out, s),
     };
     let before = pre_attr(vfs, auth, dirid).await;
-    let result = vfs.remove(auth, dirid, &name).await;
+    let result = vfs.remove_entry(auth, dirid, &name, rmdir).await;
     status(out, result.err().unwrap_or(nfsstat3::NFS3_OK));
     put(out, &wcc(vfs, auth, dirid, before).await);
     Ok(())
