@@ -20,8 +20,9 @@ pub(super) enum SlotState {
     Open(Arc<Filesystem>),
 }
 
-/// A slot's lock is held while it is opened or closed, and the catalog state is re-checked
-/// under it, so a dataset being deleted is never reopened.
+/// A slot's lock is held while an open is started or waited for and while it is closed, and
+/// the catalog state is re-checked under it; closing waits for an open under way, so a dataset
+/// being deleted is never left open.
 pub(super) type Slot = Arc<tokio::sync::Mutex<SlotState>>;
 
 impl SlotState {
