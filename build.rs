@@ -1,7 +1,7 @@
 //! Compiles the gRPC protos with the vendored protoc (no system protobuf needed).
 
 /// Every proto compiled into the crate (client and server code for each service).
-const PROTOS: &[&str] = &["proto/slatefs.proto", "proto/csi.proto"];
+const PROTOS: &[&str] = &["proto/slatefs.proto", "proto/csi.proto", "proto/cluster.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var("PROTOC", protoc_bin_vendored::protoc_bin_path()?);

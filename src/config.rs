@@ -18,6 +18,73 @@ pub struct Config {
     pub admin: AdminConfig,
     pub durability: DurabilityConfig,
     pub catalog: CatalogConfig,
+    pub cluster: ClusterConfig,
+}
+
+/// `[cluster]`: several servers sharing one store, one owner per dataset (docs/ownership.md).
+/// Off unless `listen` is set: a server alone serves every dataset itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This server's name in ownership records and logs. Default: the host name.
+    pub name: Option<String>,
+    /// The internal channel (`HOST:PORT`) other servers forward calls to.
+    pub listen: Option<String>,
+    /// The address other servers reach `listen` at, when it differs (e.g. `0.0.0.0:7400`
+    /// behind a node address). Default: `listen`.
+    pub advertise: Option<String>,
+    /// A file holding the cluster's shared secret (mode 0600). Default: a secret kept in the
+    /// store (`secrets/cluster-key`), which every server with access to the store shares.
+    pub secret_file: Option<PathBuf>,
+    /// How long an owner's own clients must leave a dataset alone before it hands the dataset
+    /// to the one other server still using it.
+    pub handoff_after_ms: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig { name: None, listen: None, advertise: None, secret_file: None, handoff_after_ms: 5000 }
+    }
+}
+
+impl ClusterConfig {
+    pub fn enabled(&self) -> bool {
+        self.listen.is_some()
+    }
+
+    /// The configured name, or the host name.
+    pub fn server_name(&self) -> String {
+        if let Some(n) = &self.name {
+            return n.clone();
+        }
+        let mut buf = [0u8; 256];
+        // SAFETY: gethostname writes at most `len` bytes into the buffer we own.
+        let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        match (rc, std::str::from_utf8(&buf[..end])) {
+            (0, Ok(h)) if !h.is_empty() => h.to_string(),
+            _ => "slatefs".to_string(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if let Some(n) = &self.name {
+            if n.is_empty() || n.len() > 253 || !n.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_')) {
+                bail!("cluster.name {n:?}: use 1-253 letters, digits, '.', '-' or '_'");
+            }
+        }
+        for (key, v) in [("cluster.listen", &self.listen), ("cluster.advertise", &self.advertise)] {
+            if let Some(a) = v {
+                if a.parse::<std::net::SocketAddr>().is_err() && !a.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) {
+                    bail!("{key} {a:?}: expected HOST:PORT");
+                }
+            }
+        }
+        if self.advertise.is_some() && self.listen.is_none() {
+            bail!("cluster.advertise needs cluster.listen");
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -214,6 +281,7 @@ impl Config {
         if self.durability.flush_interval_ms == 0 {
             bail!("durability.flush_interval_ms must be at least 1");
         }
+        self.cluster.validate()?;
         Ok(())
     }
 }

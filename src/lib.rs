@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod store;
+pub mod cluster;
 pub mod fs;
 pub mod catalog;
 pub mod admin;

@@ -72,10 +72,16 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         tracing::warn!("injecting object-store faults: {spec}");
         store = store.with_faults(crate::store::faults::parse_spec(spec)?);
     }
-    let registry = Registry::open(store.clone(), &config).await.context("cannot open the catalog")?;
+    let shutdown = CancellationToken::new();
+    let cluster = match config.cluster.listen.as_deref() {
+        Some(listen) => Some(join_cluster(&config, &store, listen, shutdown.clone()).await?),
+        None => None,
+    };
+    let registry = Registry::open_with(store.clone(), &config, cluster.clone())
+        .await
+        .context("cannot open the catalog")?;
     let handle_key = store.secret("nfs-handle-key").await.context("cannot load the file-handle key")?;
 
-    let shutdown = CancellationToken::new();
     let capacity_store = store.clone();
     let adapter = crate::nfs::adapter(
         registry.clone(),
@@ -83,7 +89,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         config.nfs.hide_snapshot_dir,
         Box::new(move || capacity_store.capacity()),
     );
-    let nfs = crate::nfs::start(adapter, &config.nfs.listen, shutdown.clone()).await?;
+    let nfs = crate::nfs::start(adapter, &config.nfs.listen, shutdown.clone(), cluster.clone()).await?;
     let admin_listen = config.admin.listen.clone().unwrap_or_else(|| default_admin_address(&store));
     let token = match &config.admin.token_file {
         Some(path) => Some(
@@ -108,6 +114,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
 
     wait_for_signal().await?;
     tracing::info!("shutting down: flushing every dataset");
+    if let Some(c) = &cluster {
+        c.release_all().await;
+    }
     shutdown.cancel();
     if let Ok(Err(e)) = admin_task.await {
         tracing::warn!("admin API: {e:#}");
@@ -117,6 +126,56 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     tracing::info!("object store requests this run: {requests}");
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Binds the internal channel, loads the cluster secret and starts serving other servers.
+async fn join_cluster(
+    config: &Config,
+    store: &Store,
+    listen: &str,
+    shutdown: CancellationToken,
+) -> Result<std::sync::Arc<crate::cluster::Cluster>> {
+    let secret = match &config.cluster.secret_file {
+        Some(path) => read_cluster_secret(path)?,
+        None => store.secret("cluster-key").await.context("cannot load the cluster secret from the store")?,
+    };
+    let listener = crate::cluster::service::bind(listen).await?;
+    let bound = listener.local_addr()?;
+    let address = match &config.cluster.advertise {
+        Some(a) => a.clone(),
+        None => bound.to_string(),
+    };
+    let me = crate::cluster::Member {
+        name: config.cluster.server_name(),
+        address,
+        incarnation: rand::random(),
+    };
+    tracing::info!(name = %me.name, internal = %bound, advertise = %me.address, "joining the cluster of this store");
+    let handoff_after = std::time::Duration::from_millis(config.cluster.handoff_after_ms);
+    let cluster = crate::cluster::Cluster::new(me, store, &secret, handoff_after);
+    crate::cluster::service::start(cluster.clone(), listener, async move { shutdown.cancelled().await })?;
+    Ok(cluster)
+}
+
+/// The cluster secret from a file only its owner can read (like an ssh key): any bytes,
+/// hashed to the 32-byte key every server must share.
+fn read_cluster_secret(path: &std::path::Path) -> Result<[u8; 32]> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).with_context(|| format!("cannot read the cluster secret file {}", path.display()))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        anyhow::bail!(
+            "the cluster secret file {} is readable by others (mode {mode:03o}): run chmod 600 {}",
+            path.display(),
+            path.display()
+        );
+    }
+    let text = std::fs::read(path).with_context(|| format!("cannot read the cluster secret file {}", path.display()))?;
+    let trimmed = text.trim_ascii();
+    if trimmed.len() < 16 {
+        anyhow::bail!("the cluster secret in {} is shorter than 16 bytes", path.display());
+    }
+    Ok(*blake3::hash(trimmed).as_bytes())
 }
 
 async fn wait_for_signal() -> Result<()> {

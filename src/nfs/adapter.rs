@@ -191,6 +191,13 @@ impl<E: Exports> super::rpc::NfsExtras for NfsAdapter<E> {
         }
     }
 
+    async fn routed_dataset(&self, object: u64) -> Option<u64> {
+        match self.exports.object_info(object).await {
+            Ok(ObjectInfo::Dataset) => Some(object),
+            _ => None,
+        }
+    }
+
     async fn remove_entry(&self, auth: &AuthContext, dirid: fileid3, name: &filename3, dir: bool) -> Result<(), nfsstat3> {
         let (object, parent) = handle::split(dirid);
         self.check_reserved(object, parent, name.as_ref()).await.map_err(reserved_name_is_not_removable)?;

@@ -23,15 +23,18 @@ pub struct NfsServer {
 }
 
 /// Binds `listen` and serves until `shutdown` is cancelled.
+/// With a cluster, calls on datasets other servers own are forwarded to them.
 pub async fn start<E: Exports>(
     adapter: NfsAdapter<E>,
     listen: &str,
     shutdown: CancellationToken,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 ) -> Result<NfsServer> {
     let addr: SocketAddr = listen.parse().with_context(|| format!("invalid NFS listen address {listen:?}"))?;
     let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen for NFS on {addr}"))?;
     let local_addr = listener.local_addr()?;
-    let task = tokio::spawn(rpc::serve(adapter, listener, shutdown));
+    let rpc = rpc::Rpc::new(adapter, local_addr.port(), cluster);
+    let task = tokio::spawn(rpc::serve(rpc, listener, shutdown));
     Ok(NfsServer { local_addr, task })
 }
 

@@ -15,6 +15,7 @@ mod nfs3;
 mod nfs3_dir;
 mod nfs3_modify;
 mod record;
+mod route;
 mod xdr;
 
 use std::net::IpAddr;
@@ -40,6 +41,10 @@ pub trait NfsExtras {
     /// REMOVE (`dir` false: anything but a directory, else NFS3ERR_ISDIR) and RMDIR (`dir`
     /// true: an empty directory, else NFS3ERR_NOTDIR); `NFSFileSystem` has one `remove` for both.
     async fn remove_entry(&self, auth: &AuthContext, dirid: fileid3, name: &filename3, dir: bool) -> Result<(), nfsstat3>;
+
+    /// `Some(object)` when `object` is a dataset (calls on it go to its owner); `None` for a
+    /// snapshot, which every server serves itself, or an object that does not exist.
+    async fn routed_dataset(&self, object: u64) -> Option<u64>;
 }
 
 pub trait Backend: NFSFileSystem + NfsExtras + Send + Sync + 'static {}
@@ -58,13 +63,33 @@ pub struct Reply {
 pub struct Rpc<V> {
     vfs: V,
     drc: Drc,
+    /// Replies of non-idempotent calls other servers forwarded here.
+    forwarded_drc: Drc,
     port: u16,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
+}
+
+impl<V: Backend> Rpc<V> {
+    /// The server for `vfs` on `port`; with a cluster, calls on datasets other servers own
+    /// are forwarded to them, and this server runs the calls they forward here.
+    pub fn new(vfs: V, port: u16, cluster: Option<Arc<crate::cluster::Cluster>>) -> Arc<Rpc<V>> {
+        let rpc = Arc::new(Rpc {
+            vfs,
+            drc: Drc::new(DRC_ENTRIES, DRC_WINDOW),
+            forwarded_drc: Drc::new(DRC_ENTRIES, DRC_WINDOW),
+            port,
+            cluster: cluster.clone(),
+        });
+        if let Some(c) = cluster {
+            let calls: Arc<dyn crate::cluster::ForwardedCalls> = rpc.clone();
+            c.set_forwarded_calls(Arc::downgrade(&calls));
+        }
+        rpc
+    }
 }
 
 /// Serves `listener` until `shutdown` is cancelled.
-pub async fn serve<V: Backend>(vfs: V, listener: TcpListener, shutdown: CancellationToken) {
-    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
-    let rpc = Arc::new(Rpc { vfs, drc: Drc::new(DRC_ENTRIES, DRC_WINDOW), port });
+pub async fn serve<V: Backend>(rpc: Arc<Rpc<V>>, listener: TcpListener, shutdown: CancellationToken) {
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -119,13 +144,30 @@ impl<V: Backend> Rpc<V> {
                     Begin::New => {}
                 }
                 let ticket = drc::Ticket::new(&self.drc, key);
-                let stat = match nfs3::dispatch(&self.vfs, proc_, &call.auth, call.args, &mut out).await {
-                    Ok(payload) => {
-                        data = payload;
+                let stat = match self.route(&call, client).await {
+                    route::Routed::Here(_serving) => {
+                        match nfs3::dispatch(&self.vfs, proc_, &call.auth, call.args, &mut out).await {
+                            Ok(payload) => {
+                                data = payload;
+                                AcceptStat::Success
+                            }
+                            Err(nfs3::Fail::Garbage) => AcceptStat::GarbageArgs,
+                            Err(nfs3::Fail::ProcUnavail) => AcceptStat::ProcUnavail,
+                        }
+                    }
+                    route::Routed::Answered(a) => {
+                        out.extend_from_slice(&a.body);
+                        data = a.data;
+                        match a.accept_stat {
+                            0 => AcceptStat::Success,
+                            3 => AcceptStat::ProcUnavail,
+                            _ => AcceptStat::GarbageArgs,
+                        }
+                    }
+                    route::Routed::Failed(status) => {
+                        route::failure_body(proc_, status, &mut out);
                         AcceptStat::Success
                     }
-                    Err(nfs3::Fail::Garbage) => AcceptStat::GarbageArgs,
-                    Err(nfs3::Fail::ProcUnavail) => AcceptStat::ProcUnavail,
                 };
                 let reply = finish(out, body_start, xid, stat, data);
                 let keep = !nfs3::is_idempotent(proc_) && stat == AcceptStat::Success;

@@ -1,0 +1,158 @@
+//! The cache of open datasets (writers) and snapshots (checkpoint readers), by id.
+
+use super::*;
+
+impl Registry {
+
+    /// The open filesystem of a dataset (its writer, opened on first use, quota applied) or of
+    /// a read-only snapshot (a reader pinned to its checkpoint), for serving it.
+    ///
+    /// When another process took the dataset's writer over (SlateDB fencing), a catalog owner
+    /// keeps answering with the fenced filesystem, whose writes fail: two servers must not
+    /// fight over a dataset. A catalog reader (a node's dataset server on Kubernetes) opens it
+    /// again: there the one who takes writers over is the catalog owner, borrowing one to take
+    /// a snapshot, and the node must get its dataset back.
+    ///
+    /// In a cluster ([`crate::cluster`]) a dataset's writer is opened only while this server
+    /// owns the dataset, and a fenced writer is never taken back here: the ownership layer
+    /// decides who writes.
+    pub async fn filesystem(&self, id: u64) -> CatalogResult<Arc<Filesystem>> {
+        let reacquire = if self.reacquires_fenced() { Reacquire::WhenKnownFenced } else { Reacquire::Never };
+        self.filesystem_with(id, reacquire).await
+    }
+
+    /// Whether serving a dataset takes its writer back after another process fenced it.
+    pub fn reacquires_fenced(&self) -> bool {
+        self.db.is_reader() && self.cluster.is_none()
+    }
+
+    /// The filesystem for an admin operation (snapshot, clone, checkpoint, flush): an explicit
+    /// request, so a fenced writer is opened again, taking the dataset over.
+    pub(super) async fn filesystem_for_admin(&self, id: u64) -> CatalogResult<Arc<Filesystem>> {
+        self.filesystem_with(id, Reacquire::AfterChecking).await
+    }
+
+    /// Waits for the slot and for an open within the store's wait limits (`store::wait`): while
+    /// the store is away, a call that needs a dataset not open yet answers "unavailable" after
+    /// `unavailable_after_ms` and the open goes on for the next call.
+    pub(super) async fn filesystem_with(&self, id: u64, reacquire: Reacquire) -> CatalogResult<Arc<Filesystem>> {
+        self.check_open()?;
+        self.object_kind(id).await?;
+        let slot = self.slot(id);
+        crate::store::wait::bounded_read(self.filesystem_in_slot(&slot, id, reacquire)).await
+    }
+
+    pub(super) async fn filesystem_in_slot(&self, slot: &Slot, id: u64, reacquire: Reacquire) -> CatalogResult<Arc<Filesystem>> {
+        let mut guard = slot.lock().await;
+        // Re-checked under the slot lock: a delete marks the record first, then closes here.
+        let kind = self.object_kind(id).await?;
+        self.check_open()?;
+        if let (Some(cluster), ObjectKind::Dataset) = (&self.cluster, kind) {
+            if !cluster.owns(id) {
+                if let Some(fs) = guard.take().await {
+                    let _ = fs.close().await;
+                }
+                return Err(CatalogError::Unavailable(format!("dataset {id} is owned by another server")));
+            }
+            if let Some(fs) = guard.finish_opening().await? {
+                if !fs.is_fenced() {
+                    return Ok(fs);
+                }
+                *guard = SlotState::Closed;
+                cluster.lost(id);
+                return Err(CatalogError::Unavailable(format!("dataset {id}: another server opened it for writing")));
+            }
+        }
+        if let Some(fs) = guard.finish_opening().await? {
+            let fenced = match reacquire {
+                Reacquire::Never => false,
+                // The serving path must stay cheap: SlateDB marks a writer fenced as soon as
+                // a write of it is refused.
+                Reacquire::WhenKnownFenced => fs.is_fenced(),
+                Reacquire::AfterChecking => fs.check_fenced().await,
+            };
+            if !fenced {
+                return Ok(fs);
+            }
+            tracing::warn!("dataset {id}: another server took its writer over; opening it again");
+            *guard = SlotState::Closed;
+        }
+        match kind {
+            ObjectKind::Dataset => {
+                let quota = self.state.read().unwrap().datasets.get(&id).and_then(|d| d.quota);
+                guard.start_opening(self.open_dataset_task(id, quota));
+            }
+            ObjectKind::Snapshot { dataset_id } => {
+                let checkpoint = self
+                    .state
+                    .read()
+                    .unwrap()
+                    .snapshots
+                    .get(&id)
+                    .and_then(|s| s.checkpoint)
+                    .ok_or_else(|| CatalogError::NotFound(format!("no snapshot with id {id}")))?;
+                let store = self.store.clone();
+                guard.start_opening(async move {
+                    let reader = store
+                        .open_checkpoint(&store.dataset_path(dataset_id), checkpoint)
+                        .await
+                        .map_err(|e| CatalogError::internal("cannot open snapshot", e))?;
+                    Filesystem::open_snapshot(reader).await.map_err(|e| fs_err("cannot open snapshot", e))
+                });
+            }
+        }
+        guard
+            .finish_opening()
+            .await?
+            .ok_or_else(|| CatalogError::Internal(format!("object {id}: the open left nothing")))
+    }
+
+    pub(super) async fn open_dataset(&self, id: u64, quota: Option<u64>) -> CatalogResult<Arc<Filesystem>> {
+        self.open_dataset_task(id, quota).await
+    }
+
+    /// Opening a dataset's writer, as a future that borrows nothing (it may run as a task).
+    pub(super) fn open_dataset_task(
+        &self,
+        id: u64,
+        quota: Option<u64>,
+    ) -> impl std::future::Future<Output = CatalogResult<Arc<Filesystem>>> + Send + 'static {
+        let store = self.store.clone();
+        let settings = dataset_settings(self.flush_interval, self.store.is_local());
+        let opts = FsOptions { durability: self.durability, chunk_size: DEFAULT_CHUNK_SIZE, quota };
+        async move {
+            let db = store
+                .open_db(&store.dataset_path(id), settings)
+                .await
+                .map_err(|e| CatalogError::internal("cannot open the dataset", e))?;
+            Filesystem::open(db, opts).await.map_err(|e| fs_err("cannot open the dataset", e))
+        }
+    }
+
+    pub(super) fn slot(&self, id: u64) -> Slot {
+        self.open.lock().unwrap().entry(id).or_default().clone()
+    }
+
+    pub(super) async fn open_fs(&self, id: u64) -> Option<Arc<Filesystem>> {
+        let slot = self.open.lock().unwrap().get(&id).cloned()?;
+        let mut guard = slot.lock().await;
+        guard.finish_opening().await.ok().flatten()
+    }
+
+    /// Closes an open dataset or snapshot (callers still holding it get errors from then on).
+    pub(super) async fn evict(&self, id: u64) {
+        let Some(slot) = self.open.lock().unwrap().get(&id).cloned() else { return };
+        let mut guard = slot.lock().await;
+        if let Some(fs) = guard.take().await {
+            if let Err(e) = fs.close().await {
+                tracing::warn!("closing {id}: {e}");
+            }
+        }
+        drop(guard);
+        let mut open = self.open.lock().unwrap();
+        if open.get(&id).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+            open.remove(&id);
+        }
+    }
+
+}
