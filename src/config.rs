@@ -83,6 +83,14 @@ impl ClusterConfig {
         if self.advertise.is_some() && self.listen.is_none() {
             bail!("cluster.advertise needs cluster.listen");
         }
+        let unspecified = self
+            .listen
+            .as_deref()
+            .and_then(|l| l.parse::<std::net::SocketAddr>().ok())
+            .is_some_and(|a| a.ip().is_unspecified());
+        if unspecified && self.advertise.is_none() {
+            bail!("cluster.listen {:?} is not an address other servers can reach: set cluster.advertise", self.listen.as_deref().unwrap_or(""));
+        }
         Ok(())
     }
 }

@@ -295,6 +295,7 @@ fn dataset_msg(d: DatasetInfo) -> proto::Dataset {
         snapshot_count: d.snapshot_count,
         clone_count: d.clone_count,
         health: d.health.as_ref().map(health_msg),
+        owner: d.owner.unwrap_or_default(),
     }
 }
 

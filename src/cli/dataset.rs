@@ -276,6 +276,7 @@ fn dataset_json(d: &proto::Dataset) -> Value {
         "used_inodes": d.used_inodes,
         "snapshot_count": d.snapshot_count,
         "clone_count": d.clone_count,
+        "owner": (!d.owner.is_empty()).then_some(&d.owner),
     })
 }
 
@@ -303,13 +304,14 @@ fn datasets_table(ds: &[proto::Dataset]) -> Rendered {
                 d.quota_bytes.map(human).unwrap_or_else(|| "-".into()),
                 d.snapshot_count.to_string(),
                 origin_text(d),
+                if d.owner.is_empty() { "-".into() } else { d.owner.clone() },
                 if d.is_default { "*".into() } else { String::new() },
             ]
         })
         .collect();
     Rendered {
         json: Value::Array(ds.iter().map(dataset_json).collect()),
-        table: table(&["NAME", "ID", "QUOTA", "SNAPSHOTS", "ORIGIN", "DEFAULT"], &rows),
+        table: table(&["NAME", "ID", "QUOTA", "SNAPSHOTS", "ORIGIN", "OWNER", "DEFAULT"], &rows),
     }
 }
 
@@ -345,6 +347,7 @@ fn dataset_details(d: &proto::Dataset) -> String {
     line("origin:", origin_text(d));
     line("snapshots:", d.snapshot_count.to_string());
     line("clones:", d.clone_count.to_string());
+    line("owner:", if d.owner.is_empty() { "-".into() } else { d.owner.clone() });
     line("created:", time_text(d.created_unix_ms));
     s
 }

@@ -31,6 +31,17 @@ pub struct ServeArgs {
     /// async: reply at once, flush every durability.flush_interval_ms and on COMMIT.
     #[arg(long, value_enum)]
     pub durability: Option<DurabilityMode>,
+    /// This server's name among the servers sharing the store ([cluster] name; default: the
+    /// host name).
+    #[arg(long, env = "SLATEFS_CLUSTER_NAME")]
+    pub cluster_name: Option<String>,
+    /// Serve the internal channel on HOST:PORT and share datasets with the other servers of
+    /// the store, one owner per dataset ([cluster] listen; see docs/ownership.md).
+    #[arg(long, env = "SLATEFS_CLUSTER_LISTEN")]
+    pub cluster_listen: Option<String>,
+    /// The address other servers reach the internal channel at ([cluster] advertise).
+    #[arg(long, env = "SLATEFS_CLUSTER_ADVERTISE")]
+    pub cluster_advertise: Option<String>,
     /// Inject object-store faults (testing only), e.g. `latency=5ms,outage-file=/tmp/down`:
     /// see src/store/faults.rs for the syntax.
     #[arg(long, value_name = "SPEC")]
@@ -51,6 +62,15 @@ impl ServeArgs {
         }
         if let Some(mode) = self.durability {
             config.durability.mode = mode;
+        }
+        if let Some(name) = &self.cluster_name {
+            config.cluster.name = Some(name.clone());
+        }
+        if let Some(listen) = &self.cluster_listen {
+            config.cluster.listen = Some(listen.clone());
+        }
+        if let Some(advertise) = &self.cluster_advertise {
+            config.cluster.advertise = Some(advertise.clone());
         }
         config.validate()?;
         Ok(config)

@@ -117,6 +117,8 @@ pub enum Route {
 pub enum OnOwner<T> {
     Local(ServingGuard),
     Remote(T),
+    /// Nobody alive owns the dataset (only when asked not to claim it).
+    Nobody,
 }
 
 pub struct Cluster {
@@ -199,6 +201,15 @@ impl Cluster {
     /// Where calls on `dataset` are served; claims it when nobody alive owns it.
     /// `own_client`: the call comes from this server's own client (not forwarded, not admin).
     pub async fn route(&self, dataset: u64, own_client: bool) -> Result<Route, ClusterError> {
+        match self.route_with(dataset, own_client, true).await? {
+            Some(r) => Ok(r),
+            None => Err(ClusterError::Internal(format!("dataset {dataset}: no owner after claiming it"))),
+        }
+    }
+
+    /// As [`Cluster::route`]; with `claim` false, `None` when nobody alive owns the dataset
+    /// (a report must not move a dataset's writer).
+    pub async fn route_with(&self, dataset: u64, own_client: bool, claim: bool) -> Result<Option<Route>, ClusterError> {
         let entry = self.entry(dataset);
         for _ in 0..MAX_ROUNDS {
             match entry.view() {
@@ -208,22 +219,27 @@ impl Cluster {
                         if own_client {
                             entry.last_local_ms.store(now_ms(), Ordering::Relaxed);
                         }
-                        return Ok(Route::Local(guard));
+                        return Ok(Some(Route::Local(guard)));
                     }
                 }
-                View::Theirs { epoch, owner } => return Ok(Route::Remote { epoch, owner }),
-                View::Unknown | View::Dead { .. } => self.resolve(dataset, &entry).await?,
+                View::Theirs { epoch, owner } => return Ok(Some(Route::Remote { epoch, owner })),
+                View::Unknown | View::Dead { .. } => {
+                    if !self.resolve(dataset, &entry, claim).await? {
+                        return Ok(None);
+                    }
+                }
             }
         }
         Err(ClusterError::Unavailable(format!("dataset {dataset}: its ownership keeps changing")))
     }
 
-    /// Reads the record and decides: ours, theirs, or claim it.
-    async fn resolve(&self, dataset: u64, entry: &Entry) -> Result<(), ClusterError> {
+    /// Reads the record and decides: ours, theirs, or (with `claim`) take it. `false`:
+    /// nobody alive owns it and `claim` was not given.
+    async fn resolve(&self, dataset: u64, entry: &Entry, claim: bool) -> Result<bool, ClusterError> {
         let _one = entry.resolving.lock().await;
         let seen = entry.view();
         if matches!(seen, View::Mine { .. } | View::Theirs { .. }) {
-            return Ok(());
+            return Ok(true);
         }
         if self.stopping.load(Ordering::Acquire) {
             return Err(ClusterError::Unavailable("the server is shutting down".into()));
@@ -236,7 +252,7 @@ impl Cluster {
                     None => (r.epoch + 1, "released by its last owner".to_string()),
                     Some(o) if *o == self.me => {
                         entry.set(View::Mine { epoch: r.epoch });
-                        return Ok(());
+                        return Ok(true);
                     }
                     Some(o) if o.name == self.me.name => {
                         (r.epoch + 1, "its owner was an earlier run of this server".to_string())
@@ -246,10 +262,13 @@ impl Cluster {
                     }
                     Some(o) => {
                         entry.set(View::Theirs { epoch: r.epoch, owner: o.clone() });
-                        return Ok(());
+                        return Ok(true);
                     }
                 },
             };
+            if !claim {
+                return Ok(false);
+            }
             let claim = OwnerRecord {
                 dataset,
                 epoch: next,
@@ -261,7 +280,7 @@ impl Cluster {
                 tracing::info!(dataset, epoch = next, "taking ownership of dataset {dataset}: {reason}");
                 entry.set(View::Mine { epoch: next });
                 self.prune_later(dataset, next);
-                return Ok(());
+                return Ok(true);
             }
             // Another server took that epoch first: read again.
         }
@@ -330,16 +349,18 @@ impl Cluster {
 
     /// Runs `remote` on the dataset's owner, or says to run it here. Waits through an owner's
     /// failure and the takeover, up to [`FORWARD_PATIENCE`].
-    pub async fn on_owner<T, F, Fut>(&self, dataset: u64, own_client: bool, mut remote: F) -> Result<OnOwner<T>, ClusterError>
+    /// With `claim` false, [`OnOwner::Nobody`] when nobody alive owns it.
+    pub async fn on_owner<T, F, Fut>(&self, dataset: u64, own_client: bool, claim: bool, mut remote: F) -> Result<OnOwner<T>, ClusterError>
     where
         F: FnMut(Client, u64) -> Fut,
         Fut: Future<Output = Result<Result<T, u64>, Status>>,
     {
         let deadline = Instant::now() + FORWARD_PATIENCE;
         loop {
-            let (epoch, owner) = match self.route(dataset, own_client).await? {
-                Route::Local(guard) => return Ok(OnOwner::Local(guard)),
-                Route::Remote { epoch, owner } => (epoch, owner),
+            let (epoch, owner) = match self.route_with(dataset, own_client, claim).await? {
+                None => return Ok(OnOwner::Nobody),
+                Some(Route::Local(guard)) => return Ok(OnOwner::Local(guard)),
+                Some(Route::Remote { epoch, owner }) => (epoch, owner),
             };
             let client = self.peers.client(&owner.address).map_err(|s| ClusterError::Internal(s.message().to_string()))?;
             match remote(client, epoch).await {
@@ -384,14 +405,14 @@ impl Cluster {
     pub async fn adopted(&self, dataset: u64) {
         let entry = self.entry(dataset);
         entry.set(View::Unknown);
-        match self.resolve(dataset, &entry).await {
-            Ok(()) if matches!(entry.view(), View::Mine { .. }) => {
+        match self.resolve(dataset, &entry, false).await {
+            Ok(true) if matches!(entry.view(), View::Mine { .. }) => {
                 tracing::info!(dataset, "dataset {dataset} was handed to this server");
                 if let Some(local) = self.local() {
                     local.adopt(dataset).await;
                 }
             }
-            Ok(()) => {}
+            Ok(_) => {}
             Err(e) => tracing::warn!("dataset {dataset} was handed over, but: {e}"),
         }
     }

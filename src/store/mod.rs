@@ -228,6 +228,19 @@ impl Store {
             .with_context(|| format!("cannot open checkpoint {checkpoint} of {path}"))
     }
 
+    /// Opens a read-only view of the latest durable state (SlateDB keeps a short-lived
+    /// checkpoint for it while it is open): for reading a database nobody is writing.
+    pub async fn open_latest(&self, path: &Path) -> Result<DbReader> {
+        DbReader::builder(path.clone(), self.object_store.clone())
+            .with_reader_mode(DbReaderMode::ManagedCheckpoint)
+            .with_options(self.reader_options())
+            .with_metrics_recorder(self.metrics.clone())
+            .with_db_cache(self.memory_cache.cache(), memory_cache::MemoryCache::scope(path))
+            .build()
+            .await
+            .with_context(|| format!("cannot open a read-only view of {path}"))
+    }
+
     /// Takes a named checkpoint of an open database holding everything durable in it: callers
     /// flush the WAL first, so that is everything written before the call. The `Durable`
     /// scope records the WAL position in the checkpoint (readers and clones replay the WAL up

@@ -171,6 +171,16 @@ impl Client {
         ok(r).map(|r| r.count)
     }
 
+    /// A WRITE sent UNSTABLE (an async-mode server acknowledges it before it is durable).
+    pub async fn write_unstable(&mut self, f: &nfs_fh3, offset: u64, data: &[u8]) -> Result<u32, nfsstat3> {
+        let r = self
+            .conn
+            .write(&WRITE3args { file: f.clone(), offset, count: data.len() as u32, stable: stable_how::UNSTABLE, data: Opaque::borrowed(data) })
+            .await
+            .expect("rpc");
+        ok(r).map(|r| r.count)
+    }
+
     pub async fn read(&mut self, f: &nfs_fh3, offset: u64, count: u32) -> Result<(Vec<u8>, bool), nfsstat3> {
         let r = self.conn.read(&READ3args { file: f.clone(), offset, count }).await.expect("rpc");
         ok(r).map(|r| (r.data.0.to_vec(), r.eof))

@@ -49,7 +49,7 @@ impl Registry {
     pub(super) async fn checkpoint_on_owner(&self, id: u64, name: &str) -> CatalogResult<(Uuid, Usage)> {
         let Some(cluster) = &self.cluster else { return self.checkpoint_here(id, name).await };
         let answer = cluster
-            .on_owner(id, false, |mut peer, _epoch| {
+            .on_owner(id, false, true, |mut peer, _epoch| {
                 let req = pb::CheckpointRequest { dataset: id, name: name.to_string() };
                 async move {
                     Ok(match peer.checkpoint(Request::new(req)).await?.into_inner().outcome {
@@ -63,6 +63,7 @@ impl Registry {
             .map_err(cluster_err)?;
         match answer {
             OnOwner::Local(_serving) => self.checkpoint_here(id, name).await,
+            OnOwner::Nobody => Err(CatalogError::Internal(format!("dataset {id}: no owner after claiming it"))),
             OnOwner::Remote(c) => {
                 let uuid = Uuid::parse_str(&c.checkpoint_id)
                     .map_err(|e| CatalogError::internal("the owner answered a bad checkpoint id", e))?;
@@ -81,7 +82,7 @@ impl Registry {
     pub(super) async fn flush_on_owner(&self, id: u64) -> CatalogResult<()> {
         let Some(cluster) = &self.cluster else { return self.flush_here(id).await };
         let answer = cluster
-            .on_owner(id, false, |mut peer, _epoch| async move {
+            .on_owner(id, false, false, |mut peer, _epoch| async move {
                 Ok(match peer.flush(Request::new(pb::DatasetRef { dataset: id })).await?.into_inner().outcome {
                     Some(flush_reply::Outcome::Flushed(_)) => Ok(()),
                     Some(flush_reply::Outcome::NotOwner(n)) => Err(n.epoch),
@@ -93,6 +94,8 @@ impl Registry {
         match answer {
             OnOwner::Local(_serving) => self.flush_here(id).await,
             OnOwner::Remote(()) => Ok(()),
+            // No writer is open anywhere: everything acknowledged is in the store already.
+            OnOwner::Nobody => Ok(()),
         }
     }
 
@@ -108,7 +111,7 @@ impl Registry {
             return Ok((fs.usage().await, fs.quota(), health));
         };
         let answer = cluster
-            .on_owner(id, false, |mut peer, _epoch| async move {
+            .on_owner(id, false, false, |mut peer, _epoch| async move {
                 Ok(match peer.stats(Request::new(pb::DatasetRef { dataset: id })).await?.into_inner().outcome {
                     Some(stats_reply::Outcome::Stats(s)) => Ok(s),
                     Some(stats_reply::Outcome::NotOwner(n)) => Err(n.epoch),
@@ -123,12 +126,30 @@ impl Registry {
                 let health = fs.health();
                 Ok((fs.usage().await, fs.quota(), health))
             }
+            OnOwner::Nobody => {
+                let quota = self.state.read().unwrap().datasets.get(&id).and_then(|d| d.quota);
+                Ok((self.usage_read_only(id).await?, quota, Health::Ok))
+            }
             OnOwner::Remote(s) => Ok((
                 Usage { bytes: s.used_bytes, inodes: s.used_inodes },
                 s.quota_bytes,
                 health_of(s.health, s.pending_ms),
             )),
         }
+    }
+
+    /// The usage of a dataset nobody is writing, read through a read-only view (opening a
+    /// writer to answer would move its ownership here).
+    async fn usage_read_only(&self, id: u64) -> CatalogResult<Usage> {
+        let reader = self
+            .store
+            .open_latest(&self.store.dataset_path(id))
+            .await
+            .map_err(|e| CatalogError::internal("cannot read the dataset", e))?;
+        let fs = Filesystem::open_snapshot(reader).await.map_err(|e| fs_err("cannot read the dataset", e))?;
+        let usage = fs.usage().await;
+        let _ = fs.close().await;
+        Ok(usage)
     }
 
     /// The writer of a dataset this server serves: without a cluster an explicit request takes

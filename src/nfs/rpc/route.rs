@@ -44,7 +44,7 @@ impl<V: Backend> Rpc<V> {
         let Some(dataset) = self.vfs.routed_dataset(object).await else { return Routed::Here(None) };
         let me = cluster.me().clone();
         let forwarded = cluster
-            .on_owner(dataset, true, |mut peer, epoch| {
+            .on_owner(dataset, true, true, |mut peer, epoch| {
                 let req = NfsCall {
                     origin: me.name.clone(),
                     origin_address: me.address.clone(),
@@ -74,6 +74,7 @@ impl<V: Backend> Rpc<V> {
         match forwarded {
             Ok(OnOwner::Local(guard)) => Routed::Here(Some(guard)),
             Ok(OnOwner::Remote(answered)) => Routed::Answered(answered),
+            Ok(OnOwner::Nobody) => Routed::Failed(nfsstat3::NFS3ERR_JUKEBOX),
             Err(ClusterError::Unavailable(m)) => {
                 tracing::warn!("dataset {dataset}: {m}");
                 Routed::Failed(nfsstat3::NFS3ERR_JUKEBOX)
