@@ -20,6 +20,7 @@ SLATEFS_TEST_STORE=s3 cargo test --release --test nfs_engine
 SLATEFS_TEST_STORE=s3 cargo test --release --test csi
 SLATEFS_TEST_STORE=s3 cargo test --release --test datasets
 SLATEFS_TEST_STORE=s3 cargo test --release --test snapshot_contents --test clone_cost
+SLATEFS_TEST_STORE=s3 cargo test --release --test cluster
 
 echo "== kernel NFS client suite (qemu)"
 tests/vm/run.sh
