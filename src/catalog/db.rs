@@ -2,6 +2,7 @@
 //! through a `DbReader`, loaded whole into a `State`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use slatedb::config::{DbReaderOptions, Settings};
@@ -24,11 +25,19 @@ pub struct State {
     pub default: Option<u64>,
 }
 
+/// The catalog's keys and values, as a catalog owner publishes them to the servers that
+/// follow it over the internal channel (`cluster::CatalogFeed`).
+pub type Kvs = crate::cluster::CatalogKvs;
+
 // One per process.
 #[allow(clippy::large_enum_variant)]
 pub enum CatalogDb {
-    Owner(Db),
+    /// `feed` carries the whole catalog after every change.
+    Owner { db: Db, feed: tokio::sync::watch::Sender<Arc<Kvs>> },
     Reader(DbReader),
+    /// A reader fed by the catalog owner over the internal channel: it holds no reader of the
+    /// store (whose polling would cost requests while nothing changes).
+    Fed,
 }
 
 impl CatalogDb {
@@ -42,7 +51,28 @@ impl CatalogDb {
                 db.flush().await?;
             }
         }
-        Ok(CatalogDb::Owner(db))
+        let kvs = scan_all(&db).await?;
+        let (feed, _) = tokio::sync::watch::channel(Arc::new(kvs));
+        Ok(CatalogDb::Owner { db, feed })
+    }
+
+    /// The catalog as it is in the store now, read once (a reader opened and closed), for a
+    /// server that is then fed by the catalog owner.
+    pub async fn read_once(store: &Store) -> anyhow::Result<State> {
+        let reader = CatalogDb::open_reader(store).await?;
+        let state = reader.load().await;
+        if let Err(e) = reader.close().await {
+            tracing::debug!("closing the catalog reader: {e:#}");
+        }
+        Ok(state?)
+    }
+
+    /// What followers of a catalog owner subscribe to.
+    pub fn feed(&self) -> Option<tokio::sync::watch::Receiver<Arc<Kvs>>> {
+        match self {
+            CatalogDb::Owner { feed, .. } => Some(feed.subscribe()),
+            _ => None,
+        }
     }
 
     pub async fn open_reader(store: &Store) -> anyhow::Result<CatalogDb> {
@@ -69,61 +99,83 @@ impl CatalogDb {
     }
 
     pub fn is_reader(&self) -> bool {
-        matches!(self, CatalogDb::Reader(_))
+        !matches!(self, CatalogDb::Owner { .. })
     }
 
     /// Reads the whole catalog.
     pub async fn load(&self) -> CatalogResult<State> {
-        let mut iter = match self {
-            CatalogDb::Owner(db) => db.scan(..).await,
-            CatalogDb::Reader(r) => r.scan(..).await,
-        }
-        .map_err(|e| CatalogError::internal("cannot read the catalog", e))?;
-        let mut state = State { next_id: 1, ..State::default() };
-        while let Some(kv) =
-            iter.next().await.map_err(|e| CatalogError::internal("cannot read the catalog", e))?
-        {
-            let key = kv.key.as_ref();
-            match key {
-                codec::KEY_FORMAT => check_format(&kv.value)
-                    .map_err(|e| CatalogError::Internal(format!("{e:#}")))?,
-                codec::KEY_NEXT_ID => state.next_id = codec::decode_u64("next id", &kv.value)?,
-                codec::KEY_DEFAULT => {
-                    state.default = Some(codec::decode_u64("default dataset", &kv.value)?)
-                }
-                _ => match codec::parse_record_key(key)? {
-                    (TAG_DATASET, id) => {
-                        state.datasets.insert(id, DatasetRecord::decode(id, &kv.value)?);
-                    }
-                    (TAG_SNAPSHOT, id) => {
-                        state.snapshots.insert(id, SnapshotRecord::decode(id, &kv.value)?);
-                    }
-                    _ => unreachable!("parse_record_key only returns known tags"),
-                },
+        let kvs = match self {
+            CatalogDb::Owner { db, .. } => scan_all(db).await,
+            CatalogDb::Reader(r) => scan_reader(r).await,
+            CatalogDb::Fed => {
+                return Err(CatalogError::Internal("this server is fed the catalog by its owner".into()))
             }
         }
-        Ok(state)
+        .map_err(|e| CatalogError::internal("cannot read the catalog", e))?;
+        decode(&kvs)
     }
 
     /// Applies a batch and waits until it is durable.
     pub async fn write(&self, batch: WriteBatch) -> CatalogResult<()> {
-        let CatalogDb::Owner(db) = self else {
+        let CatalogDb::Owner { db, feed } = self else {
             return Err(CatalogError::FailedPrecondition(
                 "this server only reads the catalog ([catalog] role = \"reader\")".into(),
             ));
         };
         db.write(batch).await.map_err(|e| CatalogError::internal("cannot write the catalog", e))?;
         db.flush().await.map_err(|e| CatalogError::internal("cannot flush the catalog", e))?;
+        // Always, not only while somebody follows: a follower's stream starts with this value.
+        let kvs = scan_all(db).await.map_err(|e| CatalogError::internal("cannot read the catalog", e))?;
+        feed.send_replace(Arc::new(kvs));
         Ok(())
     }
 
     pub async fn close(&self) -> anyhow::Result<()> {
         match self {
-            CatalogDb::Owner(db) => db.close().await?,
+            CatalogDb::Owner { db, .. } => db.close().await?,
             CatalogDb::Reader(r) => r.close().await?,
+            CatalogDb::Fed => {}
         }
         Ok(())
     }
+}
+
+async fn scan_all(db: &Db) -> Result<Kvs, slatedb::Error> {
+    collect(db.scan(..).await?).await
+}
+
+async fn scan_reader(r: &DbReader) -> Result<Kvs, slatedb::Error> {
+    collect(r.scan(..).await?).await
+}
+
+async fn collect(mut iter: slatedb::DbIterator) -> Result<Kvs, slatedb::Error> {
+    let mut kvs = Vec::new();
+    while let Some(kv) = iter.next().await? {
+        kvs.push((kv.key.to_vec(), kv.value.to_vec()));
+    }
+    Ok(kvs)
+}
+
+/// The state the catalog's keys and values describe.
+pub fn decode(kvs: &Kvs) -> CatalogResult<State> {
+    let mut state = State { next_id: 1, ..State::default() };
+    for (key, value) in kvs {
+        match key.as_slice() {
+            codec::KEY_FORMAT => check_format(value).map_err(|e| CatalogError::Internal(format!("{e:#}")))?,
+            codec::KEY_NEXT_ID => state.next_id = codec::decode_u64("next id", value)?,
+            codec::KEY_DEFAULT => state.default = Some(codec::decode_u64("default dataset", value)?),
+            k => match codec::parse_record_key(k)? {
+                (TAG_DATASET, id) => {
+                    state.datasets.insert(id, DatasetRecord::decode(id, value)?);
+                }
+                (TAG_SNAPSHOT, id) => {
+                    state.snapshots.insert(id, SnapshotRecord::decode(id, value)?);
+                }
+                _ => unreachable!("parse_record_key only returns known tags"),
+            },
+        }
+    }
+    Ok(state)
 }
 
 fn check_format(v: &[u8]) -> anyhow::Result<()> {

@@ -105,6 +105,9 @@ impl Entry {
     }
 }
 
+/// A catalog's keys and values, as its owner publishes them to followers.
+pub type CatalogKvs = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Held while a call is served here: a handoff waits for it.
 pub type ServingGuard = OwnedRwLockReadGuard<()>;
 
@@ -129,6 +132,8 @@ pub struct Cluster {
     handoff_after: Duration,
     local: OnceLock<Weak<dyn LocalDatasets>>,
     calls: OnceLock<Weak<dyn ForwardedCalls>>,
+    /// Set on the catalog owner: the catalog after every change, for `WatchCatalog`.
+    catalog_feed: OnceLock<tokio::sync::watch::Receiver<Arc<CatalogKvs>>>,
     stopping: AtomicBool,
     refused_log: Mutex<Option<Instant>>,
 }
@@ -151,6 +156,7 @@ impl Cluster {
             handoff_after,
             local: OnceLock::new(),
             calls: OnceLock::new(),
+            catalog_feed: OnceLock::new(),
             stopping: AtomicBool::new(false),
             refused_log: Mutex::new(None),
         });
@@ -172,6 +178,21 @@ impl Cluster {
 
     pub fn set_forwarded_calls(&self, calls: Weak<dyn ForwardedCalls>) {
         let _ = self.calls.set(calls);
+    }
+
+    /// This server owns the catalog: publish it to followers and say where it is.
+    pub async fn serve_catalog(&self, feed: tokio::sync::watch::Receiver<Arc<CatalogKvs>>) -> Result<(), ClusterError> {
+        let _ = self.catalog_feed.set(feed);
+        self.records.put_catalog_owner(&self.me).await.map_err(store_err)
+    }
+
+    pub(crate) fn catalog_feed(&self) -> Option<tokio::sync::watch::Receiver<Arc<CatalogKvs>>> {
+        self.catalog_feed.get().cloned()
+    }
+
+    /// Where the catalog owner last said it is.
+    pub async fn catalog_owner(&self) -> Result<Option<Member>, ClusterError> {
+        self.records.catalog_owner().await.map_err(store_err)
     }
 
     fn local(&self) -> Option<Arc<dyn LocalDatasets>> {

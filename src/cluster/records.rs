@@ -43,6 +43,8 @@ pub enum RecordError {
 pub struct Records {
     store: Arc<dyn ObjectStore>,
     root: Path,
+    /// `cluster/catalog-owner`: where followers of the catalog find its owner.
+    catalog_owner: Path,
 }
 
 fn epoch_name(epoch: u64) -> String {
@@ -51,7 +53,32 @@ fn epoch_name(epoch: u64) -> String {
 
 impl Records {
     pub fn new(store: &Store) -> Records {
-        Records { store: store.object_store().clone(), root: store.path("cluster/owners") }
+        Records {
+            store: store.object_store().clone(),
+            root: store.path("cluster/owners"),
+            catalog_owner: store.path("cluster/catalog-owner"),
+        }
+    }
+
+    /// The catalog owner says where it is (at every start: one PUT).
+    pub async fn put_catalog_owner(&self, me: &Member) -> Result<(), RecordError> {
+        let body = serde_json::to_vec(me).expect("members serialise");
+        self.store.put(&self.catalog_owner, PutPayload::from(Bytes::from(body))).await?;
+        Ok(())
+    }
+
+    /// Where the catalog owner said it is, if it ever did.
+    pub async fn catalog_owner(&self) -> Result<Option<Member>, RecordError> {
+        match self.store.get(&self.catalog_owner).await {
+            Ok(got) => {
+                let bytes = got.bytes().await?;
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| RecordError::Corrupt(self.catalog_owner.to_string(), e.to_string()))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn dir(&self, dataset: u64) -> Path {

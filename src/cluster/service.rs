@@ -22,8 +22,26 @@ fn not_owner(epoch: u64) -> NotOwner {
     NotOwner { epoch }
 }
 
+type CatalogStream = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<proto::CatalogState, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl ClusterRpc for Service {
+    type WatchCatalogStream = CatalogStream;
+
+    async fn watch_catalog(&self, _req: Request<proto::WatchCatalogRequest>) -> Result<Response<CatalogStream>, Status> {
+        use tokio_stream::StreamExt;
+        let feed = self
+            .cluster
+            .catalog_feed()
+            .ok_or_else(|| Status::failed_precondition("this server does not own the catalog"))?;
+        let stream = tokio_stream::wrappers::WatchStream::new(feed).map(|kvs| {
+            Ok(proto::CatalogState {
+                entries: kvs.iter().map(|(k, v)| proto::CatalogEntry { key: k.clone(), value: v.clone() }).collect(),
+            })
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn ping(&self, _req: Request<PingRequest>) -> Result<Response<PingReply>, Status> {
         let me = self.cluster.me();
         Ok(Response::new(PingReply { name: me.name.clone(), incarnation: me.incarnation }))

@@ -15,7 +15,8 @@
 # Environment:
 #   SLATEFS_BIN     binary under test (default: `cargo build --release`, target/release/slatefs)
 #   VM_TIMEOUT      seconds per workload, whole VM run (default 900)
-#   VM_NFS_PORT     NFS+MOUNT port inside the namespace (default 20490)
+#   VM_NFS_PORT     NFS+MOUNT port inside the namespace (default 20490; cluster workloads
+#                   also use the next four ports)
 #   VM_ADMIN_PORT   admin API port for workloads that need it on TCP (default 20491)
 #   VM_SERVE_ARGS   extra arguments for `slatefs serve` (e.g. "--durability async")
 #   VM_KEEP=1       keep the work directory (stores, logs, shares) even when all pass
@@ -92,6 +93,33 @@ server_kill() { # SIGNAL
     SERVER_PID=
 }
 
+# CLUSTER workloads: a second server, the catalog owner, on the same store; the guest mounts the
+# first one (a catalog reader named "node"), which forwards to the owner of each dataset.
+OWNER_PID=
+
+owner_start() {
+    echo "=== $(date +%T.%N) slatefs serve (catalog owner, start)" >> "$WD/owner.log"
+    NO_COLOR=1 RUST_LOG=${RUST_LOG:-info,slatedb=warn,zerofs_nfsserve=warn} "$SLATEFS" serve -c "$WD/owner.toml" \
+        >> "$WD/owner.log" 2>&1 &
+    OWNER_PID=$!
+    local i
+    for ((i = 0; i < 600; i++)); do
+        alive "$OWNER_PID" || { echo "the catalog owner exited during start-up (see owner.log)"; OWNER_PID=; return 1; }
+        [ -S "$WD/owner.sock" ] && (exec 3<>"/dev/tcp/127.0.0.1/$((VM_NFS_PORT + 2))") 2>/dev/null && break
+        sleep 0.1
+    done
+    echo "catalog owner up (pid $OWNER_PID)"
+}
+
+owner_kill() {
+    [ -n "$OWNER_PID" ] || { echo "catalog owner not running"; return 0; }
+    echo "=== $(date +%T.%N) kill -9 $OWNER_PID" >> "$WD/owner.log"
+    kill -9 "$OWNER_PID" 2>/dev/null || true
+    { wait "$OWNER_PID"; } 2>/dev/null || true
+    echo "catalog owner (pid $OWNER_PID) killed"
+    OWNER_PID=
+}
+
 admin_ready() {
     if [ -n "$ADMIN_TCP" ]; then
         (exec 3<>"/dev/tcp/127.0.0.1/$VM_ADMIN_PORT") 2>/dev/null
@@ -105,7 +133,14 @@ host_call_exec() {
     local cmd=$1
     shift
     case "$cmd" in
-        dataset) "$SLATEFS" dataset -c "$WD/slatefs.toml" "$@" ;;
+        dataset)
+            if [ -n "$CLUSTER" ]; then
+                "$SLATEFS" dataset -c "$WD/owner.toml" "$@"
+            else
+                "$SLATEFS" dataset -c "$WD/slatefs.toml" "$@"
+            fi ;;
+        owner-kill) owner_kill ;;
+        owner-start) owner_start ;;
         server-kill) server_kill KILL ;;
         server-stop) server_kill TERM ;;
         server-start) server_start ;;
@@ -140,6 +175,11 @@ inner() {
     NAME=$1
     WD=$2
     ip link set lo up
+    if [ -n "$CLUSTER" ] && ! owner_start > "$WD/owner-start.out" 2>&1; then
+        cat "$WD/owner-start.out" >&2
+        echo "owner" > "$WD/failed-at"
+        return 1
+    fi
     if ! server_start > "$WD/server-start.out" 2>&1; then
         cat "$WD/server-start.out" >&2
         echo "server" > "$WD/failed-at"
@@ -166,6 +206,7 @@ inner() {
     wait "$qemu_pid" || qrc=$?
     echo "$qrc" > "$WD/qemu.rc"
     server_kill TERM > /dev/null
+    owner_kill > /dev/null
 }
 
 if [ "${1:-}" = __inner ]; then
@@ -279,6 +320,7 @@ run_workload() { # NAME
     # token, so that the guest can reach it) and define host_prepare DATA_DIR CACHE_DIR (runs on
     # the host before the VM boots).
     ADMIN_TCP=
+    CLUSTER=
     unset -f host_prepare
     if [ -f "$VM_DIR/workloads/$name.host.sh" ]; then
         . "$VM_DIR/workloads/$name.host.sh"
@@ -300,6 +342,37 @@ listen = "127.0.0.1:$VM_NFS_PORT"
 [admin]
 $admin
 EOF
+    if [ -n "$CLUSTER" ]; then
+        # The owner keeps what it owns (no handoff to the node) until the workload kills it.
+        head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$wd/cluster.secret"
+        chmod 600 "$wd/cluster.secret"
+        cat >> "$wd/slatefs.toml" <<EOF
+
+[catalog]
+role = "reader"
+
+[cluster]
+name = "node"
+listen = "127.0.0.1:$((VM_NFS_PORT + 3))"
+secret_file = "$wd/cluster.secret"
+EOF
+        cat > "$wd/owner.toml" <<EOF
+[storage]
+url = "file://$wd/store"
+
+[nfs]
+listen = "127.0.0.1:$((VM_NFS_PORT + 2))"
+
+[admin]
+listen = "unix://$wd/owner.sock"
+
+[cluster]
+name = "owner"
+listen = "127.0.0.1:$((VM_NFS_PORT + 4))"
+secret_file = "$wd/cluster.secret"
+handoff_after_ms = 600000
+EOF
+    fi
     cat > "$wd/share/job/env" <<EOF
 WORKLOAD=$name
 NFS_PORT=$VM_NFS_PORT
@@ -319,7 +392,7 @@ EOF
             unshare --net --mount --pid --fork --kill-child --mount-proc -- \
             env SLATEFS="$SLATEFS" HOSTDIR="$HOSTDIR" VMLINUX="$VMLINUX" INITRAMFS="$INITRAMFS" \
             VM_TIMEOUT="$VM_TIMEOUT" VM_NFS_PORT="$VM_NFS_PORT" VM_ADMIN_PORT="$VM_ADMIN_PORT" \
-            ADMIN_TCP="$ADMIN_TCP" VM_SERVE_ARGS="${VM_SERVE_ARGS:-}" \
+            ADMIN_TCP="$ADMIN_TCP" CLUSTER="$CLUSTER" VM_SERVE_ARGS="${VM_SERVE_ARGS:-}" \
             bash "$VM_DIR/run.sh" __inner "$name" "$wd" > "$wd/inner.log" 2>&1 || true
         if [ -f "$wd/failed-at" ]; then
             reason="slatefs serve did not start"
@@ -349,6 +422,7 @@ EOF
         print_file "guest log of $name" "$wd/share/job/log"
         print_file "host calls" "$wd/calls.log" 60
         print_file "slatefs serve log" "$wd/server.log" 60
+        print_file "catalog owner log" "$wd/owner.log" 60
         print_file "VM console" "$wd/console.log" 40
         print_file "qemu" "$wd/qemu.log" 20
         echo "----- end of $name -----"

@@ -6,6 +6,7 @@
 //! `ops` (mutations), `collect` (collection and start-up recovery); record helpers here.
 
 mod collect;
+mod follow;
 mod open;
 mod ops;
 mod owned;
@@ -157,11 +158,21 @@ impl Registry {
         config: &Config,
         cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> anyhow::Result<Arc<Registry>> {
-        let db = match config.catalog.role {
-            crate::config::CatalogRole::Owner => CatalogDb::open_owner(&store).await?,
-            crate::config::CatalogRole::Reader => CatalogDb::open_reader(&store).await?,
+        use crate::config::CatalogRole;
+        let (db, state) = match (config.catalog.role, &cluster) {
+            (CatalogRole::Owner, _) => {
+                let db = CatalogDb::open_owner(&store).await?;
+                let state = db.load().await?;
+                (db, state)
+            }
+            // In a cluster the catalog owner pushes every change: read the catalog once.
+            (CatalogRole::Reader, Some(_)) => (CatalogDb::Fed, CatalogDb::read_once(&store).await?),
+            (CatalogRole::Reader, None) => {
+                let db = CatalogDb::open_reader(&store).await?;
+                let state = db.load().await?;
+                (db, state)
+            }
         };
-        let state = db.load().await?;
         let registry = Arc::new(Registry {
             store,
             db,
@@ -178,12 +189,22 @@ impl Registry {
             let local: Arc<dyn crate::cluster::LocalDatasets> = registry.clone();
             c.set_local(Arc::downgrade(&local));
         }
-        if registry.db.is_reader() {
-            tokio::spawn(follow(Arc::downgrade(&registry)));
-        } else {
-            let _guard = registry.ops.lock().await;
-            registry.recover().await?;
-            registry.ensure_default().await?;
+        match (&registry.db, &cluster) {
+            (CatalogDb::Fed, Some(c)) => {
+                tokio::spawn(follow::follow_owner(Arc::downgrade(&registry), c.clone()));
+            }
+            (CatalogDb::Reader(_), _) => {
+                tokio::spawn(follow::follow_store(Arc::downgrade(&registry)));
+            }
+            _ => {
+                let _guard = registry.ops.lock().await;
+                registry.recover().await?;
+                registry.ensure_default().await?;
+                drop(_guard);
+                if let (Some(c), Some(feed)) = (&cluster, registry.db.feed()) {
+                    c.serve_catalog(feed).await?;
+                }
+            }
         }
         Ok(registry)
     }
@@ -404,6 +425,11 @@ impl Registry {
     /// quota changes to open datasets.
     async fn refresh(&self) -> CatalogResult<()> {
         let state = self.db.load().await?;
+        self.apply_state(state).await;
+        Ok(())
+    }
+
+    async fn apply_state(&self, state: State) {
         let open: Vec<u64> = self.open.lock().unwrap().keys().copied().collect();
         *self.state.write().unwrap() = state;
         for id in open {
@@ -420,20 +446,6 @@ impl Registry {
                 }
                 Ok(ObjectKind::Snapshot { .. }) => {}
             }
-        }
-        Ok(())
-    }
-}
-
-async fn follow(registry: Weak<Registry>) {
-    loop {
-        tokio::time::sleep(READER_POLL).await;
-        let Some(r) = registry.upgrade() else { return };
-        if r.closed.load(Ordering::Acquire) {
-            return;
-        }
-        if let Err(e) = r.refresh().await {
-            tracing::warn!("following the catalog: {e}");
         }
     }
 }
