@@ -17,6 +17,8 @@ use nfs::pattern;
 mod server;
 #[path = "csi/store.rs"]
 mod store;
+#[path = "csi/deleted_source.rs"]
+mod deleted_source;
 
 use std::collections::HashMap;
 

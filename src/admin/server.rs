@@ -310,6 +310,7 @@ fn snapshot_msg(s: SnapshotInfo) -> proto::Snapshot {
         size_bytes: s.size_bytes,
         inodes: s.inodes,
         clone_count: s.clone_count,
+        dataset_deleted: s.dataset_deleted,
     }
 }
 

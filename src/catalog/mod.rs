@@ -18,7 +18,9 @@
 //! mounted, and its name is free again). Its objects are removed — `delete_db` for a dataset,
 //! `delete_checkpoint` for a snapshot — only once nothing depends on it, and removing it may in
 //! turn release its own parent (a deleted dataset kept for a clone is collected when the clone
-//! goes).
+//! goes). A read-only snapshot outlives its dataset: it keeps its id and its name
+//! `DATASET@SNAP`, which lookups, listings by dataset name and exports resolve through the
+//! hidden dataset's record, so it can still be read, cloned and deleted.
 //!
 //! ## Crash safety (intent records)
 //! Every mutation of the store is bracketed by catalog writes made durable (WAL flushed) before
@@ -37,9 +39,11 @@
 //! checkpoint a half-made clone pinned in its parent; checkpoints named after the record are
 //! deleted; the record is removed), so repeating the command succeeds. `Deleted` records are
 //! **rolled forward** (collected when nothing depends on them). Finally every
-//! `datasets/<id>/` directory whose id was handed out but has no record is deleted — a safety
-//! net for a record lost by hand. So after a crash at any point there is no record without its
-//! database and no database that is never collected.
+//! `datasets/<id>/` prefix whose id was handed out but has no record is deleted — a safety
+//! net for a record lost by hand. In a `file://` store, deleting or rolling back a dataset
+//! also removes its directory (object_store leaves directories, and never lists the staging
+//! file of an upload a crash interrupted). So after a crash at any point there is no record
+//! without its database and no database that is never collected.
 //!
 //! `SLATEFS_CRASH_AT=<point>` (see [`crash`]) aborts the process at a named point inside
 //! these operations; it exists for the crash tests.

@@ -291,6 +291,7 @@ fn snapshot_json(s: &proto::Snapshot) -> Value {
         "size_bytes": s.size_bytes,
         "inodes": s.inodes,
         "clone_count": s.clone_count,
+        "dataset_deleted": s.dataset_deleted,
     })
 }
 
@@ -321,7 +322,7 @@ fn snapshots_table(ss: &[proto::Snapshot]) -> Rendered {
         .map(|s| {
             vec![
                 s.name.clone(),
-                s.dataset.clone(),
+                if s.dataset_deleted { format!("{} (deleted)", s.dataset) } else { s.dataset.clone() },
                 s.id.to_string(),
                 human(s.size_bytes),
                 time_text(s.created_unix_ms),

@@ -78,10 +78,12 @@ impl Registry {
                         }
                     };
                     self.evict(id).await;
+                    let path = self.store.dataset_path(id);
                     self.store
-                        .delete_db(&self.store.dataset_path(id))
+                        .delete_db(&path)
                         .await
                         .map_err(|e| CatalogError::internal("cannot delete the dataset's objects", e))?;
+                    self.remove_local_dir(&path).await?;
                     crash::point("delete.after-store");
                     if let Some(cluster) = &self.cluster {
                         cluster.remove_dataset(id).await;
@@ -138,8 +140,10 @@ impl Registry {
             // A database whose creation stopped before its first manifest cannot be proven to
             // be one; the id was fresh, so everything under its prefix is ours to remove.
             tracing::warn!("rolling back dataset {id}: {e:#}; removing its prefix");
-            self.purge_prefix(&path).await?;
         }
+        // Also whatever `delete_db` does not know of (it only removes what its listing shows).
+        self.purge_prefix(&path).await?;
+        self.remove_local_dir(&path).await?;
         if let Some(Origin::Dataset { dataset_id }) = rec.origin {
             self.delete_named_checkpoints(dataset_id, &clone_checkpoint_name(id)).await?;
         }
@@ -174,6 +178,22 @@ impl Registry {
                 .map_err(|e| CatalogError::internal("cannot delete checkpoint", e))?;
         }
         Ok(())
+    }
+
+    /// A `file://` store: removes the directory of a prefix whose objects are gone.
+    /// object_store's LocalFileSystem deletes files but leaves their directories, and never
+    /// lists the staging files (`NAME#N`) of an upload a crash interrupted, so neither the
+    /// database's deletion nor [`Self::purge_prefix`] removes those. Called only for the prefix
+    /// of a dataset id whose database is deleted, where nothing can be written any more.
+    pub(super) async fn remove_local_dir(&self, path: &object_store::path::Path) -> CatalogResult<()> {
+        let Some(root) = self.store.local_dir() else { return Ok(()) };
+        // A local store's root prefix is empty: object paths are paths below its directory.
+        let dir = path.parts().fold(root.to_path_buf(), |d, part| d.join(part.as_ref()));
+        match tokio::fs::remove_dir_all(&dir).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(CatalogError::internal(&format!("cannot remove {}", dir.display()), e)),
+        }
     }
 
     pub(super) async fn purge_prefix(&self, path: &object_store::path::Path) -> CatalogResult<()> {
@@ -233,11 +253,20 @@ impl Registry {
             if known {
                 continue;
             }
-            tracing::warn!("dataset database {prefix} has no catalog record: deleting it");
-            if let Err(e) = self.store.delete_db(&prefix).await {
-                tracing::warn!("deleting {prefix}: {e:#}; removing its prefix");
+            // A local store lists a directory with no objects left in it (deleted databases
+            // left theirs before `remove_local_dir`): nothing to warn about, only it to remove.
+            let objects = self.store.object_store().list(Some(&prefix)).try_collect::<Vec<_>>().await?;
+            if !objects.is_empty() {
+                tracing::warn!(
+                    "dataset database {prefix} has no catalog record: deleting its {} objects",
+                    objects.len()
+                );
+                if let Err(e) = self.store.delete_db(&prefix).await {
+                    tracing::warn!("deleting {prefix}: {e:#}; removing its prefix");
+                }
                 self.purge_prefix(&prefix).await?;
             }
+            self.remove_local_dir(&prefix).await?;
         }
         Ok(())
     }

@@ -79,6 +79,8 @@ pub struct SnapshotInfo {
     pub size_bytes: u64,
     pub inodes: u64,
     pub clone_count: u32,
+    /// Its dataset was deleted and is kept hidden for it.
+    pub dataset_deleted: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,14 +237,7 @@ impl Registry {
                 .ok_or_else(|| CatalogError::NotFound("there is no default dataset".into()));
         }
         if let Some((ds, snap)) = p.split_once('@') {
-            let ds_id = dataset_by_name(&st, ds)?.id;
-            let s = snapshot_by_name(&st, snap)?;
-            if s.dataset_id != ds_id {
-                return Err(CatalogError::NotFound(format!(
-                    "snapshot {snap:?} is not a snapshot of dataset {ds:?}"
-                )));
-            }
-            return Ok(s.id);
+            return Ok(snapshot_of(&st, ds, snap)?.id);
         }
         Ok(dataset_by_name(&st, p)?.id)
     }
@@ -479,6 +474,43 @@ fn snapshot_by_name<'a>(st: &'a State, name: &str) -> CatalogResult<&'a Snapshot
         .ok_or_else(|| CatalogError::NotFound(format!("snapshot {name:?} does not exist")))
 }
 
+/// The datasets named `name` whose read-only snapshots go by `NAME@SNAP`: the active one, and
+/// deleted ones kept hidden because snapshots of them remain (a snapshot outlives its dataset,
+/// and its id keeps naming it). NotFound when there is neither.
+fn snapshot_sources(st: &State, name: &str) -> CatalogResult<Vec<u64>> {
+    validate_name(name)?;
+    let has_snapshots =
+        |id: u64| st.snapshots.values().any(|s| s.state == RecordState::Active && s.dataset_id == id);
+    let ids: Vec<u64> = st
+        .datasets
+        .values()
+        .filter(|d| d.name == name)
+        .filter(|d| match d.state {
+            RecordState::Active => true,
+            RecordState::Deleted => has_snapshots(d.id),
+            RecordState::Creating => false,
+        })
+        .map(|d| d.id)
+        .collect();
+    if ids.is_empty() {
+        return Err(CatalogError::NotFound(format!("dataset {name:?} does not exist")));
+    }
+    Ok(ids)
+}
+
+/// Read-only snapshot `snap` of a dataset named `dataset`, active or deleted (see
+/// [`snapshot_sources`]).
+fn snapshot_of<'a>(st: &'a State, dataset: &str, snap: &str) -> CatalogResult<&'a SnapshotRecord> {
+    let sources = snapshot_sources(st, dataset)?;
+    let s = snapshot_by_name(st, snap)?;
+    if !sources.contains(&s.dataset_id) {
+        return Err(CatalogError::NotFound(format!(
+            "snapshot {snap:?} is not a snapshot of dataset {dataset:?}"
+        )));
+    }
+    Ok(s)
+}
+
 fn kind_of(st: &State, id: u64) -> CatalogResult<ObjectKind> {
     if active_dataset(st, id).is_some() {
         return Ok(ObjectKind::Dataset);
@@ -525,11 +557,13 @@ fn dataset_info(st: &State, d: &DatasetRecord) -> DatasetInfo {
 }
 
 fn snapshot_info(st: &State, s: &SnapshotRecord) -> SnapshotInfo {
+    let source = st.datasets.get(&s.dataset_id);
     SnapshotInfo {
         id: s.id,
         name: s.name.clone(),
         dataset_id: s.dataset_id,
-        dataset: st.datasets.get(&s.dataset_id).map(|d| d.name.clone()).unwrap_or_default(),
+        dataset: source.map(|d| d.name.clone()).unwrap_or_default(),
+        dataset_deleted: source.is_none_or(|d| d.state == RecordState::Deleted),
         checkpoint: s.checkpoint.unwrap_or_default(),
         created_ms: s.created_ms,
         size_bytes: s.size_bytes,

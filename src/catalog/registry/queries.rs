@@ -53,16 +53,18 @@ impl Registry {
         Ok((fs, health))
     }
 
+    /// Every read-only snapshot, or those of the datasets named `dataset`: the active one and
+    /// a deleted one kept for its snapshots (what `DATASET@SNAP` ids and exports name).
     pub async fn list_snapshots(&self, dataset: Option<&str>) -> CatalogResult<Vec<SnapshotInfo>> {
         let st = self.state.read().unwrap();
         let only = match dataset {
-            Some(name) => Some(dataset_by_name(&st, name)?.id),
+            Some(name) => Some(snapshot_sources(&st, name)?),
             None => None,
         };
         Ok(st
             .snapshots
             .values()
-            .filter(|s| s.state == RecordState::Active && only.is_none_or(|d| s.dataset_id == d))
+            .filter(|s| s.state == RecordState::Active && only.as_ref().is_none_or(|d| d.contains(&s.dataset_id)))
             .map(|s| snapshot_info(&st, s))
             .collect())
     }
