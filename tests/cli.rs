@@ -89,7 +89,8 @@ fn csi_call_help_describes_every_subcommand() {
     assert_eq!(o.code, 0, "{}", o.stderr);
     let section = o.stdout.split("Commands:").nth(1).expect("a Commands: section");
     let mut descriptions: HashMap<String, String> = HashMap::new();
-    for line in section.lines().map(str::trim).take_while(|l| !l.is_empty()) {
+    // The rest of the "Commands:" line, then one line per subcommand up to a blank line.
+    for line in section.lines().skip(1).map(str::trim).take_while(|l| !l.is_empty()) {
         let (name, desc) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
         if name == "help" {
             continue;
@@ -208,5 +209,5 @@ async fn a_failed_mount_is_logged_by_the_node_plugin() {
     // What the caller got is in the line too (mount's own stderr, or why it could not run).
     let said = e.message().split(": ").skip(1).collect::<Vec<_>>().join(": ");
     let said = said.split(" (this kernel").next().unwrap();
-    assert!(!said.is_empty() && line.contains(said), "{said:?} not in {line}");
+    assert!(said.len() > 20 && line.contains(said), "{said:?} not in {line}");
 }

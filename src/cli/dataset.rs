@@ -109,8 +109,9 @@ pub async fn run(args: DatasetArgs) -> Result<()> {
     let plain_tcp = matches!(addr, AdminAddr::Tcp(_)) && tls.is_none();
     let out = execute(&mut c, args.command).await.map_err(|s| {
         let mut text = status_text(&s);
-        // A TLS server drops a plain-text client: the call fails as unavailable.
-        if plain_tcp && s.code() == tonic::Code::Unavailable {
+        // A TLS server drops a plain-text client: the call fails in the transport (a status
+        // with a source error; the server's own statuses have none), under varying codes.
+        if plain_tcp && std::error::Error::source(&s).is_some() {
             text.push_str(" (if the server serves TLS, set [admin] tls_ca_file)");
         }
         anyhow::anyhow!("{text}")
