@@ -303,6 +303,24 @@ fn a_refused_start_leaves_the_store_untouched() {
     ]);
     assert!(err.contains(&format!("chmod 600 {}", key_pem.display())), "{err}");
     assert_eq!(entries(&store), Vec::<String>::new());
+
+    // So is a cluster secret file others can read, before the store is opened.
+    let cluster_secret = tmp.path().join("cluster-secret");
+    std::fs::write(&cluster_secret, "a cluster secret of some length\n").unwrap();
+    chmod(&cluster_secret, 0o644);
+    std::fs::write(
+        &config,
+        format!(
+            "[cluster]\nlisten = \"127.0.0.1:{}\"\nsecret_file = \"{}\"\n",
+            free_port(),
+            cluster_secret.display()
+        ),
+    )
+    .unwrap();
+    let sock = format!("unix://{}", tmp.path().join("admin.sock").display());
+    let err = refused_start(&["--store", &url, "--nfs-listen", &nfs, "--admin-listen", &sock, "-c", config.to_str().unwrap()]);
+    assert!(err.contains(&format!("chmod 600 {}", cluster_secret.display())), "{err}");
+    assert_eq!(entries(&store), Vec::<String>::new());
 }
 
 #[test]

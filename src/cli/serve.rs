@@ -119,6 +119,9 @@ fn check(config: &Config) -> Result<Checked> {
         }
         AdminAddr::Tcp(_) => {}
     }
+    if let (Some(_), Some(path)) = (&config.cluster.listen, &config.cluster.secret_file) {
+        read_cluster_secret(path)?;
+    }
     Ok(Checked { token, tls })
 }
 
