@@ -128,8 +128,8 @@ pub struct StorageConfig {
     /// A local directory for the read cache of object-store stores (SST parts on disk), shared
     /// by every dataset this process serves; unset: no read cache. Ignored for `file://`.
     pub cache_dir: Option<PathBuf>,
-    /// The most the read cache may hold: bytes, or with a unit (`512MiB`, `20GiB`, `1GB`).
-    /// Default 16GiB.
+    /// The most the read cache may hold: bytes, or with a unit (`512MiB`, `20GiB`, `1GB`;
+    /// `Ki`/`KiB`… are powers of 1024, `K`/`KB`… powers of 1000). Default 16GiB.
     pub cache_size: Option<String>,
     /// The in-memory cache of SST blocks, indexes and filters, shared by every dataset this
     /// process serves: bytes or with a unit. Default 512MiB.
@@ -146,29 +146,9 @@ pub struct StorageConfig {
 /// Default `[storage] memory_cache_size`: the SST cache shared by every dataset of a process.
 pub const DEFAULT_MEMORY_CACHE_BYTES: u64 = 512 << 20;
 
-/// Parses a size: `1048576`, `512KiB`, `64MiB`, `20GiB`, `1TiB`, `500MB`, `1GB`, `2TB`.
+/// Parses a size (see [`crate::size`]): `1048576`, `512KiB`, `64MiB`, `20GiB`, `1GB`.
 pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().with_context(|| format!("size {s:?}: expected a number and a unit"))?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1000,
-        "kib" | "ki" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" | "mi" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" | "gi" => 1 << 30,
-        "t" | "tb" => 1_000_000_000_000,
-        "tib" | "ti" => 1 << 40,
-        other => bail!("size {s:?}: unknown unit {other:?} (B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"),
-    };
-    let v = n * mult as f64;
-    if !(v.is_finite() && v >= 0.0 && v < u64::MAX as f64) {
-        bail!("size {s:?} is out of range");
-    }
-    Ok(v as u64)
+    Ok(crate::size::parse_size(s)?)
 }
 
 impl StorageConfig {
@@ -228,8 +208,17 @@ pub struct AdminConfig {
     /// socket beside the local data (`<dir>/admin.sock`), or `/run/slatefs/admin.sock` for
     /// remote stores.
     pub listen: Option<String>,
-    /// File holding the bearer token required on a TCP listener.
+    /// File holding the bearer token required on a TCP listener (and sent by clients). It
+    /// must not be readable by group or others (`chmod 600`), as ssh insists for keys.
     pub token_file: Option<PathBuf>,
+    /// PEM certificate (chain) the server presents on a TCP listener. TLS is required on any
+    /// TCP address but loopback. Clients without `tls_ca_file` trust this certificate.
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`; like the token, not readable by group or others.
+    pub tls_key_file: Option<PathBuf>,
+    /// PEM certificate(s) a client (`slatefs dataset`, the CSI plugin) trusts to sign the
+    /// server's certificate; setting it (or `tls_cert_file`) makes clients use TLS on TCP.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, clap::ValueEnum)]

@@ -3,6 +3,7 @@
 //! cli → admin/csi → catalog → fs → store; nfs → catalog, fs.
 
 pub mod config;
+pub mod size;
 pub mod store;
 pub mod cluster;
 pub mod fs;

@@ -9,6 +9,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
 use super::proto::admin_client::AdminClient as Raw;
+use super::tls::ClientTls;
 use super::AdminAddr;
 
 /// Adds `authorization: Bearer <token>` to every call when a token is configured.
@@ -26,8 +27,13 @@ impl tonic::service::Interceptor for BearerToken {
 
 pub type AdminClient = Raw<InterceptedService<Channel, BearerToken>>;
 
-/// Connects to a running server's admin API.
+/// Connects to a running server's admin API (plain HTTP/2 on TCP: see [`connect_with`]).
 pub async fn connect(addr: &AdminAddr, token: Option<&str>) -> Result<AdminClient> {
+    connect_with(addr, token, None).await
+}
+
+/// Connects to a running server's admin API, over TLS on TCP when `tls` is given.
+pub async fn connect_with(addr: &AdminAddr, token: Option<&str>, tls: Option<&ClientTls>) -> Result<AdminClient> {
     let bearer = match token {
         Some(t) => Some(
             format!("Bearer {t}")
@@ -47,8 +53,15 @@ pub async fn connect(addr: &AdminAddr, token: Option<&str>) -> Result<AdminClien
                 }))
                 .await
         }
-        AdminAddr::Tcp(hp) => Endpoint::from_shared(format!("http://{hp}"))?.connect().await,
+        AdminAddr::Tcp(hp) => super::tls::tcp_endpoint(hp, tls)?.connect().await,
     }
-    .with_context(|| format!("cannot reach the slatefs admin API at {addr} (is `slatefs serve` running?)"))?;
+    .with_context(|| {
+        // A TLS server drops a plain-text client during the handshake: say what may be missing.
+        let hint = match (addr, tls) {
+            (AdminAddr::Tcp(_), None) => "; if it serves TLS, set [admin] tls_ca_file",
+            _ => "",
+        };
+        format!("cannot reach the slatefs admin API at {addr} (is `slatefs serve` running?{hint})")
+    })?;
     Ok(Raw::with_interceptor(channel, BearerToken(bearer)))
 }

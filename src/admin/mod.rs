@@ -2,12 +2,14 @@
 //! `slatefs serve` runs beside NFS, and the client `slatefs dataset …` uses.
 //!
 //! Addresses: `unix:///path/admin.sock` (the default; a stale socket file is replaced) or
-//! `tcp://host:port`. A TCP listener is refused without a bearer token; when a token is set,
-//! every call must carry `authorization: Bearer <token>`, whatever the transport.
+//! `tcp://host:port`. A TCP listener is refused without a bearer token, and without TLS unless
+//! it is on loopback (`tls.rs`); when a token is set, every call must carry
+//! `authorization: Bearer <token>`, whatever the transport.
 
 pub mod client;
 pub mod server;
 pub mod store_access;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 
@@ -84,8 +86,10 @@ fn default_socket(config: &Config) -> Result<PathBuf> {
     Ok(dir.join("admin.sock"))
 }
 
-/// Reads a bearer token file (surrounding whitespace ignored; empty is an error).
+/// Reads a bearer token file (surrounding whitespace ignored; empty is an error). A file group
+/// or others may read is refused ([`tls::check_private`]).
 pub fn read_token(path: &Path) -> Result<String> {
+    tls::check_private(path, "admin token file")?;
     let token = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the admin token file {}", path.display()))?;
     let token = token.trim().to_string();

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::proto::{self, admin_server::AdminServer};
 use super::store_access::{self, S3Credentials};
+use super::tls::{check_listener, ServerTls};
 use super::AdminAddr;
 use crate::catalog::{DatasetInfo, DeleteOutcome, Origin, Registry, SnapshotInfo, SnapshotResult};
 use crate::fs::Health;
@@ -22,6 +23,8 @@ pub struct AdminListener {
     incoming: Incoming,
     token: Option<String>,
     addr: AdminAddr,
+    /// Served on a TCP listener (a unix socket is private to the machine already).
+    tls: Option<ServerTls>,
 }
 
 enum Incoming {
@@ -30,26 +33,34 @@ enum Incoming {
 }
 
 impl AdminListener {
+    /// A listener without TLS (a unix socket, or TCP on loopback).
     pub async fn bind(listen: &str, token: Option<String>) -> Result<AdminListener> {
+        AdminListener::bind_with(listen, token, None).await
+    }
+
+    /// A listener with TLS on TCP when `tls` is given. TCP is refused without a token, and
+    /// without TLS unless on loopback ([`check_listener`]).
+    pub async fn bind_with(listen: &str, token: Option<String>, tls: Option<ServerTls>) -> Result<AdminListener> {
         let addr = AdminAddr::parse(listen)?;
         let token = token.filter(|t| !t.is_empty());
+        check_listener(&addr, token.is_some(), tls.is_some())?;
         let incoming = match &addr {
             AdminAddr::Tcp(hp) => {
-                if token.is_none() {
-                    bail!(
-                        "refusing to serve the admin API on {addr} without a token: set [admin] token_file, or listen on a unix socket"
-                    );
-                }
                 let l = TcpListener::bind(hp).await.with_context(|| format!("cannot listen on {addr}"))?;
                 Incoming::Tcp(l)
             }
             AdminAddr::Unix(path) => Incoming::Unix(bind_unix(path)?, path.clone()),
         };
-        let addr = match &incoming {
-            Incoming::Tcp(l) => AdminAddr::Tcp(l.local_addr()?.to_string()),
-            Incoming::Unix(..) => addr,
+        let (addr, tls) = match &incoming {
+            Incoming::Tcp(l) => (AdminAddr::Tcp(l.local_addr()?.to_string()), tls),
+            Incoming::Unix(..) => (addr, None),
         };
-        Ok(AdminListener { incoming, token, addr })
+        Ok(AdminListener { incoming, token, addr, tls })
+    }
+
+    /// Whether calls are served over TLS.
+    pub fn uses_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The address clients use (the real port for `tcp://…:0`).
@@ -70,8 +81,15 @@ impl AdminListener {
             }
         };
         let service = AdminServer::with_interceptor(AdminService { registry }, auth);
-        let router = tonic::transport::Server::builder().add_service(service);
-        tracing::info!("admin API listening on {}", self.addr);
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = &self.tls {
+            builder = builder.tls_config(tls.tonic_config()).context("admin API TLS settings")?;
+        }
+        let router = builder.add_service(service);
+        match &self.tls {
+            Some(tls) => tracing::info!("admin API listening on {} (TLS, certificate {})", self.addr, tls.cert_file.display()),
+            None => tracing::info!("admin API listening on {}", self.addr),
+        }
         match self.incoming {
             Incoming::Tcp(l) => {
                 router.serve_with_incoming_shutdown(TcpListenerStream::new(l), shutdown).await?;

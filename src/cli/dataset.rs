@@ -13,10 +13,12 @@ use crate::admin::client::{self, AdminClient};
 use crate::admin::proto;
 use crate::admin::AdminAddr;
 use crate::config::Config;
+use crate::size::{parse_size, SizeError};
 
 #[derive(Args, Debug)]
 pub struct DatasetArgs {
-    /// Config file (the same one `slatefs serve` uses): gives the admin address and token.
+    /// Config file (the same one `slatefs serve` uses): gives the admin address, the token
+    /// and, on TCP, the TLS CA (`[admin] tls_ca_file`, else the server's `tls_cert_file`).
     #[arg(short = 'c', long = "config", global = true)]
     pub config: Option<PathBuf>,
     /// Admin API address: unix:///PATH or tcp://HOST:PORT [default: [admin] listen from the
@@ -41,8 +43,10 @@ pub enum DatasetCommand {
     /// Create an empty dataset.
     Create {
         name: String,
-        /// Quota: bytes, or with a suffix: k M G T P (powers of 1000), Ki Mi Gi Ti Pi (1024).
-        #[arg(long, value_parser = parse_size)]
+        /// Quota (SIZE): bytes, or a number with a unit: K, M, G, T, P (or KB, MB, GB, TB,
+        /// PB) are powers of 1000; Ki, Mi, Gi, Ti, Pi (or KiB, MiB, GiB, TiB, PiB) are powers
+        /// of 1024; e.g. 10G, 1.5GiB, 512Mi.
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
         quota: Option<u64>,
     },
     /// List datasets.
@@ -72,10 +76,10 @@ pub enum DatasetCommand {
     SetDefault { name: String },
     /// Show the default dataset.
     GetDefault,
-    /// Set a dataset's quota (SIZE as for --quota, or `none` to remove it).
+    /// Set a dataset's quota (SIZE as for `create --quota`, or `none` to remove it).
     SetQuota {
         name: String,
-        #[arg(value_parser = parse_quota)]
+        #[arg(value_name = "SIZE", value_parser = parse_quota)]
         size: Quota,
     },
 }
@@ -83,38 +87,11 @@ pub enum DatasetCommand {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Quota(pub Option<u64>);
 
-fn parse_quota(s: &str) -> Result<Quota, String> {
+fn parse_quota(s: &str) -> Result<Quota, SizeError> {
     if s.eq_ignore_ascii_case("none") {
         return Ok(Quota(None));
     }
     parse_size(s).map(|v| Quota(Some(v)))
-}
-
-/// `4096`, `10G` (10·1000³), `512Mi` (512·1024²); also `k`/`K`, `Ki`, `T`, `Ti`, `P`, `Pi`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let bad = || format!("invalid size {s:?}: use bytes, or a number with k, M, G, T, P (×1000) or Ki, Mi, Gi, Ti, Pi (×1024), e.g. 10G or 512Mi");
-    if num.is_empty() {
-        return Err(bad());
-    }
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let mult: u64 = match unit {
-        "" => 1,
-        "k" | "K" => 1000,
-        "M" => 1000u64.pow(2),
-        "G" => 1000u64.pow(3),
-        "T" => 1000u64.pow(4),
-        "P" => 1000u64.pow(5),
-        "Ki" => 1 << 10,
-        "Mi" => 1 << 20,
-        "Gi" => 1 << 30,
-        "Ti" => 1 << 40,
-        "Pi" => 1 << 50,
-        _ => return Err(bad()),
-    };
-    n.checked_mul(mult).ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 pub async fn run(args: DatasetArgs) -> Result<()> {
@@ -127,8 +104,18 @@ pub async fn run(args: DatasetArgs) -> Result<()> {
         Some(path) => Some(crate::admin::read_token(path)?),
         None => None,
     };
-    let mut c = client::connect(&addr, token.as_deref()).await?;
-    let out = execute(&mut c, args.command).await.map_err(|s| anyhow::anyhow!("{}", status_text(&s)))?;
+    let tls = crate::admin::tls::ClientTls::from_config(&config.admin)?;
+    let mut c = client::connect_with(&addr, token.as_deref(), tls.as_ref()).await?;
+    let plain_tcp = matches!(addr, AdminAddr::Tcp(_)) && tls.is_none();
+    let out = execute(&mut c, args.command).await.map_err(|s| {
+        let mut text = status_text(&s);
+        // A TLS server drops a plain-text client: the call fails in the transport (a status
+        // with a source error; the server's own statuses have none), under varying codes.
+        if plain_tcp && std::error::Error::source(&s).is_some() {
+            text.push_str(" (if the server serves TLS, set [admin] tls_ca_file)");
+        }
+        anyhow::anyhow!("{text}")
+    })?;
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&out.json)?),
         Output::Table => print!("{}", out.table),
@@ -374,18 +361,7 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 fn human(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{bytes} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    crate::size::format_size(bytes)
 }
 
 fn time_text(ms: i64) -> String {
@@ -400,16 +376,12 @@ mod tests {
 
     #[test]
     fn sizes() {
-        assert_eq!(parse_size("4096"), Ok(4096));
+        // The one parser (crate::size), as the flags use it.
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
         assert_eq!(parse_size("10G"), Ok(10_000_000_000));
-        assert_eq!(parse_size("512Mi"), Ok(512 << 20));
-        assert_eq!(parse_size("1Ki"), Ok(1024));
-        assert_eq!(parse_size("3k"), Ok(3000));
-        for bad in ["", "G", "1.5G", "10 G", "10g", "-1", "10GB", "99999999999999999999"] {
-            assert!(parse_size(bad).is_err(), "{bad:?}");
-        }
-        assert!(parse_size("20000Pi").unwrap_err().contains("too large"));
         assert_eq!(parse_quota("none"), Ok(Quota(None)));
+        assert_eq!(parse_quota("2Gi"), Ok(Quota(Some(2 << 30))));
+        assert!(parse_quota("lots").is_err());
         assert_eq!(human(512 << 20), "512.0 MiB");
     }
 }

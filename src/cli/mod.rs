@@ -1,6 +1,7 @@
 //! The command line: `slatefs serve`, `slatefs dataset …`, `slatefs csi …`.
 
 pub mod csi;
+pub mod csi_call;
 pub mod dataset;
 pub mod serve;
 

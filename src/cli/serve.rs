@@ -3,10 +3,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::server::AdminListener;
+use crate::admin::tls::{check_listener, ServerTls};
+use crate::admin::AdminAddr;
 use crate::catalog::Registry;
 use crate::config::{Config, DurabilityMode};
 use crate::store::Store;
@@ -23,7 +26,8 @@ pub struct ServeArgs {
     /// Address for NFSv3 and MOUNT (one TCP port) [default: 127.0.0.1:2049]
     #[arg(long)]
     pub nfs_listen: Option<String>,
-    /// Admin API address: unix:///PATH or tcp://HOST:PORT (TCP needs [admin] token_file)
+    /// Admin API address: unix:///PATH or tcp://HOST:PORT (TCP needs [admin] token_file, and
+    /// tls_cert_file + tls_key_file unless on loopback)
     /// [default: unix socket admin.sock beside local data, else /run/slatefs/admin.sock]
     #[arg(long)]
     pub admin_listen: Option<String>,
@@ -85,8 +89,50 @@ pub fn default_admin_address(store: &Store) -> String {
     }
 }
 
+/// Everything `serve` may refuse in its configuration, read and checked before the store is
+/// touched: a refused start must not have created a catalog, a default dataset or even the
+/// store's directory.
+struct Checked {
+    token: Option<String>,
+    tls: Option<ServerTls>,
+}
+
+fn check(config: &Config) -> Result<Checked> {
+    config
+        .nfs
+        .listen
+        .parse::<std::net::SocketAddr>()
+        .with_context(|| format!("invalid NFS listen address {:?}", config.nfs.listen))?;
+    let addr = AdminAddr::from_config(config)?;
+    let token = config.admin.token_file.as_deref().map(crate::admin::read_token).transpose()?;
+    let tls = ServerTls::from_config(&config.admin)?;
+    check_listener(&addr, token.is_some(), tls.is_some())?;
+    match &addr {
+        AdminAddr::Unix(path) => {
+            if tls.is_some() {
+                tracing::warn!("[admin] tls_cert_file is not used: the admin API listens on unix://{}", path.display());
+            }
+            // Opening the catalog would fence the running server's catalog writer.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                bail!("another server is already listening on the admin socket {}", path.display());
+            }
+        }
+        AdminAddr::Tcp(_) => {}
+    }
+    if let (Some(_), Some(path)) = (&config.cluster.listen, &config.cluster.secret_file) {
+        read_cluster_secret(path)?;
+    }
+    Ok(Checked { token, tls })
+}
+
 pub async fn run(args: ServeArgs) -> Result<()> {
     let config = args.config()?;
+    let checked = check(&config)?;
+    // Everything the store creates on a local disk (object_store's LocalFileSystem, the read
+    // cache) is the datasets' data or the handle key: private to this user. The store's
+    // directory itself is made 0700 as well (`store::private`).
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe { libc::umask(0o077) };
     let mut store = Store::open_checked(&config.storage).await?;
     if let Some(spec) = &args.inject_faults {
         tracing::warn!("injecting object-store faults: {spec}");
@@ -111,16 +157,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     );
     let nfs = crate::nfs::start(adapter, &config.nfs.listen, shutdown.clone(), cluster.clone()).await?;
     let admin_listen = config.admin.listen.clone().unwrap_or_else(|| default_admin_address(&store));
-    let token = match &config.admin.token_file {
-        Some(path) => Some(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the admin token file {}", path.display()))?
-                .trim()
-                .to_string(),
-        ),
-        None => None,
-    };
-    let admin = crate::admin::server::AdminListener::bind(&admin_listen, token).await?;
+    let admin = AdminListener::bind_with(&admin_listen, checked.token, checked.tls).await?;
     let admin_addr = admin.addr().to_string();
     let admin_stop = shutdown.clone();
     let admin_task = tokio::spawn(admin.run(registry.clone(), async move { admin_stop.cancelled().await }));

@@ -14,6 +14,7 @@ use super::secrets::S3Credentials;
 use super::transport::{self, BearerToken};
 use crate::admin::proto as pb;
 use crate::admin::proto::admin_client::AdminClient;
+use crate::admin::tls::ClientTls;
 use crate::admin::AdminAddr;
 
 /// Reads are quick; a mutation may wait for the store (checkpoint, clone, flush).
@@ -29,9 +30,14 @@ pub struct AdminBackend {
 impl AdminBackend {
     /// A backend for `addr`, connected on first use (so start-up does not wait for the server).
     pub fn new(addr: &AdminAddr, token: Option<&str>) -> Result<AdminBackend> {
+        AdminBackend::with_tls(addr, token, None)
+    }
+
+    /// [`AdminBackend::new`], over TLS on TCP when `tls` is given.
+    pub fn with_tls(addr: &AdminAddr, token: Option<&str>, tls: Option<&ClientTls>) -> Result<AdminBackend> {
         let channel = match addr {
             AdminAddr::Unix(p) => transport::unix_channel(p),
-            AdminAddr::Tcp(hp) => transport::tcp_channel(hp)?,
+            AdminAddr::Tcp(hp) => transport::tcp_channel(hp, tls)?,
         };
         let client = AdminClient::with_interceptor(channel, BearerToken::new(token)?);
         Ok(AdminBackend { client, addr: addr.to_string() })

@@ -88,13 +88,11 @@ async fn run(cmd: &str, args: &[&std::ffi::OsStr], timeout: Duration) -> Result<
         Ok(Ok(out)) => Err(MountError::Failed {
             cmd: display,
             status: out.status.to_string(),
-            stderr: format!(
-                "{} {}",
-                String::from_utf8_lossy(&out.stderr).trim(),
-                String::from_utf8_lossy(&out.stdout).trim()
-            )
-            .trim()
-            .to_string(),
+            // One line, so that the error reads whole in a log line and a gRPC message.
+            stderr: format!("{} {}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout))
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
         }),
     }
 }

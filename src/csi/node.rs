@@ -263,6 +263,16 @@ impl Node for NodeService {
             mount_options(&self.nfs_host, self.nfs_port, readonly, caps::mount_flags(cap), has_mount_helper());
         if let Err(e) = self.mounter.mount_nfs(&source, &target, &options).await {
             let hint = if mounter::kernel_has_nfs() { "" } else { " (this kernel has no NFS client)" };
+            // The caller (kubelet) shows this only in a pod's events, and not for long: the
+            // node's own log keeps it, with the mount command's output (in `error`).
+            tracing::warn!(
+                volume = %req.volume_id,
+                target = %target.display(),
+                source = %source,
+                options = %options.join(","),
+                error = %e,
+                "mount failed{hint}"
+            );
             return Err(Status::internal(format!("mounting {source} at {}: {e}{hint}", target.display())));
         }
         tracing::info!(volume = %req.volume_id, target = %target.display(), readonly, "published");

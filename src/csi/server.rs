@@ -19,6 +19,7 @@ use super::proto::identity_server::IdentityServer;
 use super::proto::node_server::NodeServer;
 use super::transport;
 use crate::admin::server::AdminListener;
+use crate::admin::tls::ClientTls;
 use crate::admin::AdminAddr;
 use crate::catalog::Registry;
 use crate::config::{CatalogRole, Config};
@@ -124,11 +125,14 @@ pub async fn run(opts: PluginOptions, shutdown: impl Future<Output = ()> + Send 
             None => AdminAddr::from_config(config)?,
         }
     };
-    let token = match (&config.admin.token_file, &owner) {
-        (Some(p), None) => Some(crate::admin::read_token(p)?),
-        _ => None,
+    let (token, tls) = match (&config.admin.token_file, &owner) {
+        (token_file, None) => (
+            token_file.as_deref().map(crate::admin::read_token).transpose()?,
+            ClientTls::from_config(&config.admin)?,
+        ),
+        (_, Some(_)) => (None, None),
     };
-    let backend: Arc<dyn Backend> = Arc::new(AdminBackend::new(&admin_addr, token.as_deref())?);
+    let backend: Arc<dyn Backend> = Arc::new(AdminBackend::with_tls(&admin_addr, token.as_deref(), tls.as_ref())?);
     tracing::info!(admin = %admin_addr, mode = ?opts.mode, "slatefs csi starting");
 
     let identity = IdentityService {

@@ -38,11 +38,9 @@ pub fn unix_channel(path: &Path) -> Channel {
         }))
 }
 
-/// A lazily connected channel to `host:port`.
-pub fn tcp_channel(host_port: &str) -> Result<Channel> {
-    let ep = Endpoint::from_shared(format!("http://{host_port}"))
-        .with_context(|| format!("bad address {host_port:?}"))?;
-    Ok(ep.connect_lazy())
+/// A lazily connected channel to `host:port`, over TLS when `tls` is given.
+pub fn tcp_channel(host_port: &str, tls: Option<&crate::admin::tls::ClientTls>) -> Result<Channel> {
+    Ok(crate::admin::tls::tcp_endpoint(host_port, tls)?.connect_lazy())
 }
 
 /// Adds `authorization: Bearer <token>` to every call when a token is set.

@@ -12,6 +12,7 @@ pub mod cloud;
 pub mod faults;
 pub mod health;
 pub mod metrics;
+pub mod private;
 pub mod probe;
 pub mod url;
 pub mod wait;
@@ -76,7 +77,9 @@ impl Store {
         store.memory_cache = memory_cache::MemoryCache::new(cfg.memory_cache_size_bytes()?);
         if let (Some(dir), None) = (&cfg.cache_dir, &store.local_dir) {
             let c = cache::ReadCache::new(dir, &cfg.url, cfg.endpoint.as_deref(), cfg.cache_size_bytes()?);
-            std::fs::create_dir_all(&c.root).with_context(|| {
+            // Cached SST parts are dataset data: private like a local store.
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&c.root).with_context(|| {
                 format!("cannot create the read cache directory {}", c.root.display())
             })?;
             store.cache = Some(c);
@@ -295,9 +298,14 @@ impl Store {
     }
 
     /// A 32-byte secret stored once per store (e.g. the file-handle key): the first server
-    /// to start creates it with a conditional put, every other one reads the same bytes.
+    /// to start creates it with a conditional put, every other one reads the same bytes. On a
+    /// local store it is a file only this user may read ([`private::local_secret`]).
     pub async fn secret(&self, name: &str) -> Result<[u8; 32]> {
         let path = self.path(&format!("secrets/{name}"));
+        if let Some(dir) = &self.local_dir {
+            let file = dir.join(path.as_ref());
+            return tokio::task::spawn_blocking(move || private::local_secret(&file)).await?;
+        }
         loop {
             match self.object_store.get(&path).await {
                 Ok(got) => {

@@ -47,8 +47,8 @@ fn resolve_local(rest: &str) -> Result<ResolvedStore> {
     // `file:///abs` gives "/abs"; `file://./rel` gives "./rel" (relative to the working dir).
     let dir = PathBuf::from(if rest.is_empty() { "." } else { rest });
     let dir = if dir.is_absolute() { dir } else { std::env::current_dir()?.join(dir) };
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create the store directory {}", dir.display()))?;
+    // Private to this user: it holds every dataset and the file-handle key.
+    super::private::prepare_dir(&dir)?;
     let dir = dir.canonicalize()?;
     let fs = LocalFileSystem::new_with_prefix(&dir)
         .with_context(|| format!("cannot open the store directory {}", dir.display()))?;

@@ -27,10 +27,15 @@ impl Plugin {
     }
 
     pub fn start_with(server: &Server, mode: &str, admin: &str, extra: &[&str]) -> Plugin {
+        Plugin::start_configured(server, mode, admin, "", extra)
+    }
+
+    /// [`Plugin::start_with`] with more config after the `[storage]` section (e.g. `[admin]`).
+    pub fn start_configured(server: &Server, mode: &str, admin: &str, more_config: &str, extra: &[&str]) -> Plugin {
         let dir = tempfile::tempdir().unwrap();
         let endpoint = dir.path().join("csi.sock");
         let config = dir.path().join("csi.toml");
-        std::fs::write(&config, format!("[storage]\nurl = \"{}\"\n", server.store_url)).unwrap();
+        std::fs::write(&config, format!("[storage]\nurl = \"{}\"\n{more_config}", server.store_url)).unwrap();
         let log = std::fs::File::create(dir.path().join("csi.log")).unwrap();
         let child = Command::new(binary())
             .args(["csi", "--mode", mode, "--node-id", "test-node"])

@@ -91,6 +91,8 @@ pub struct ServerOptions {
     pub env: Vec<(String, String)>,
     /// A config file body written to `<dir>/config.toml` and passed with `-c`.
     pub config: Option<String>,
+    /// `--admin-listen` (and `Server::admin`); a unix socket in the test dir when unset.
+    pub admin: Option<String>,
 }
 
 pub struct Server {
@@ -131,7 +133,8 @@ impl Server {
         if let Some(store) = &s3_store {
             opts.config = Some(format!("{}\n{}", store.storage_toml, opts.config.as_deref().unwrap_or("")));
         }
-        let admin = format!("unix://{}", dir.path().join("admin.sock").display());
+        let admin =
+            opts.admin.clone().unwrap_or_else(|| format!("unix://{}", dir.path().join("admin.sock").display()));
         let mut s = Server { dir, nfs_port: free_port(), admin, store_url, opts, child: None, starts: 0, s3: s3_store };
         s.spawn();
         s

@@ -327,7 +327,8 @@ run_workload() { # NAME
     fi
     local admin="listen = \"unix://$wd/admin.sock\""
     if [ -n "$ADMIN_TCP" ]; then
-        head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$wd/share/job/admin.token"
+        # 0600: slatefs refuses a token file that group or others may read.
+        (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$wd/share/job/admin.token")
         admin="listen = \"tcp://127.0.0.1:$VM_ADMIN_PORT\"
 token_file = \"$wd/share/job/admin.token\""
     fi
