@@ -10,6 +10,12 @@ mod server;
 /// through hand-built calls on raw sockets.
 #[path = "nfs_engine/rpc.rs"]
 mod rpc;
+/// Connections, record memory and time, and the log lines of misbehaving connections.
+#[path = "nfs_engine/limits.rs"]
+mod limits;
+/// chown rules and the `.snapshots` directory's place in the namespace.
+#[path = "nfs_engine/posix.rs"]
+mod posix;
 
 use nfs::*;
 use server::{Server, ServerOptions};

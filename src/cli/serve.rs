@@ -109,7 +109,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         config.nfs.hide_snapshot_dir,
         Box::new(move || capacity_store.capacity()),
     );
-    let nfs = crate::nfs::start(adapter, &config.nfs.listen, shutdown.clone(), cluster.clone()).await?;
+    let limits = crate::nfs::Limits::from_config(&config.nfs)?;
+    let nfs = crate::nfs::start(adapter, &config.nfs.listen, limits, shutdown.clone(), cluster.clone()).await?;
     let admin_listen = config.admin.listen.clone().unwrap_or_else(|| default_admin_address(&store));
     let token = match &config.admin.token_file {
         Some(path) => Some(
