@@ -541,3 +541,5 @@ async fn owner_snapshot_of_a_dataset_served_by_a_node() {
         assert_eq!(&snap[(i * 4096) as usize..((i + 1) * 4096) as usize], &pattern(i, 4096)[..]);
     }
 }
+#[path = "nfs_engine/fencing.rs"]
+mod fencing;
