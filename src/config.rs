@@ -193,11 +193,44 @@ pub struct NfsConfig {
     pub listen: String,
     /// Hide `.snapshots` from READDIR (it stays reachable by name).
     pub hide_snapshot_dir: bool,
+    /// Connections served at once; one more is closed as soon as it is accepted. Default 1024.
+    pub max_connections: usize,
+    /// The most memory all connections together hold for RPC records still arriving: bytes,
+    /// or with a unit. Each connection's first 64 KiB of a record are its own, beyond that
+    /// records wait for this budget. Default 128MiB, at least 16MiB.
+    pub record_memory: Option<String>,
+    /// How long a record may take from its first byte to its last before the server closes
+    /// the connection. Default 30000.
+    pub record_timeout_ms: u64,
+}
+
+pub const DEFAULT_RECORD_MEMORY_BYTES: u64 = 128 << 20;
+/// Room for several records of the largest size (a 4 MiB record) to arrive at once.
+pub const MIN_RECORD_MEMORY_BYTES: u64 = 16 << 20;
+
+impl NfsConfig {
+    /// `record_memory` in bytes.
+    pub fn record_memory_bytes(&self) -> Result<u64> {
+        let bytes = match &self.record_memory {
+            Some(s) => parse_size(s).context("nfs.record_memory")?,
+            None => DEFAULT_RECORD_MEMORY_BYTES,
+        };
+        if bytes < MIN_RECORD_MEMORY_BYTES {
+            bail!("nfs.record_memory must be at least 16MiB (records of up to 4 MiB must fit)");
+        }
+        Ok(bytes)
+    }
 }
 
 impl Default for NfsConfig {
     fn default() -> Self {
-        NfsConfig { listen: DEFAULT_NFS_LISTEN.to_string(), hide_snapshot_dir: false }
+        NfsConfig {
+            listen: DEFAULT_NFS_LISTEN.to_string(),
+            hide_snapshot_dir: false,
+            max_connections: 1024,
+            record_memory: None,
+            record_timeout_ms: 30_000,
+        }
     }
 }
 
@@ -275,6 +308,13 @@ impl Config {
         if self.storage.unavailable_after_ms == Some(0) {
             bail!("storage.unavailable_after_ms must be at least 1");
         }
+        self.nfs.record_memory_bytes()?;
+        if self.nfs.max_connections == 0 {
+            bail!("nfs.max_connections must be at least 1");
+        }
+        if self.nfs.record_timeout_ms == 0 {
+            bail!("nfs.record_timeout_ms must be at least 1");
+        }
         if self.durability.flush_interval_ms == 0 {
             bail!("durability.flush_interval_ms must be at least 1");
         }
@@ -315,6 +355,27 @@ mod tests {
         assert_eq!(c.storage.io_error_after_ms, Some(0));
         let err = Config::parse("[storage]\ncache_size = \"lots\"\n", Path::new("c.toml")).unwrap_err();
         assert!(format!("{err:#}").contains("cache_size"), "{err:#}");
+    }
+
+    #[test]
+    fn nfs_limits() {
+        let c = Config::parse(
+            "[nfs]\nmax_connections = 10\nrecord_memory = \"32MiB\"\nrecord_timeout_ms = 500\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!((c.nfs.max_connections, c.nfs.record_timeout_ms), (10, 500));
+        assert_eq!(c.nfs.record_memory_bytes().unwrap(), 32 << 20);
+        assert_eq!(Config::default().nfs.record_memory_bytes().unwrap(), DEFAULT_RECORD_MEMORY_BYTES);
+        for (bad, key) in [
+            ("max_connections = 0", "max_connections"),
+            ("record_timeout_ms = 0", "record_timeout_ms"),
+            ("record_memory = \"1MiB\"", "record_memory"),
+            ("record_memory = \"lots\"", "record_memory"),
+        ] {
+            let err = Config::parse(&format!("[nfs]\n{bad}\n"), Path::new("c.toml")).unwrap_err();
+            assert!(format!("{err:#}").contains(key), "{bad}: {err:#}");
+        }
     }
 
     #[test]

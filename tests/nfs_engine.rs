@@ -10,6 +10,12 @@ mod server;
 /// through hand-built calls on raw sockets.
 #[path = "nfs_engine/rpc.rs"]
 mod rpc;
+/// Connections, record memory and time, and the log lines of misbehaving connections.
+#[path = "nfs_engine/limits.rs"]
+mod limits;
+/// chown rules and the `.snapshots` directory's place in the namespace.
+#[path = "nfs_engine/posix.rs"]
+mod posix;
 
 use nfs::*;
 use server::{Server, ServerOptions};
@@ -535,3 +541,5 @@ async fn owner_snapshot_of_a_dataset_served_by_a_node() {
         assert_eq!(&snap[(i * 4096) as usize..((i + 1) * 4096) as usize], &pattern(i, 4096)[..]);
     }
 }
+#[path = "nfs_engine/fencing.rs"]
+mod fencing;

@@ -155,7 +155,8 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         config.nfs.hide_snapshot_dir,
         Box::new(move || capacity_store.capacity()),
     );
-    let nfs = crate::nfs::start(adapter, &config.nfs.listen, shutdown.clone(), cluster.clone()).await?;
+    let limits = crate::nfs::Limits::from_config(&config.nfs)?;
+    let nfs = crate::nfs::start(adapter, &config.nfs.listen, limits, shutdown.clone(), cluster.clone()).await?;
     let admin_listen = config.admin.listen.clone().unwrap_or_else(|| default_admin_address(&store));
     let admin = AdminListener::bind_with(&admin_listen, checked.token, checked.tls).await?;
     let admin_addr = admin.addr().to_string();

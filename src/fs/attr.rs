@@ -43,9 +43,10 @@ impl Filesystem {
             let new_uid = attr.uid.unwrap_or(inode.uid);
             let new_gid = attr.gid.unwrap_or(inode.gid);
             if !caller.is_root() {
-                // Only root gives a file away; the owner may change its group to one of its own.
-                let gives_away = new_uid != inode.uid || caller.uid != inode.uid;
-                if gives_away && (new_uid != inode.uid || new_gid != inode.gid) {
+                // POSIX chown(): only root gives a file away, and only the owner may set the
+                // group, to one of its own. A non-owner is refused even when it names the
+                // owner or group the file already has (as Linux does): asking is the offence.
+                if caller.uid != inode.uid || new_uid != inode.uid {
                     return Err(FsError::Perm);
                 }
                 if new_gid != inode.gid && !caller.in_group(new_gid) {

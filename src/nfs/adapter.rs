@@ -274,10 +274,17 @@ impl<E: Exports> NFSFileSystem for NfsAdapter<E> {
             };
         }
         let fs = self.fs(object).await?;
-        if dir == ROOT_INO && name == SNAPSHOT_DIR && self.is_dataset(object).await? {
+        let root_special = dir == ROOT_INO && (name == SNAPSHOT_DIR || name == b"..");
+        let info = if root_special { Some(self.exports.object_info(object).await.map_err(export_status)?) } else { None };
+        if name == SNAPSHOT_DIR && info == Some(ObjectInfo::Dataset) {
             return Ok(handle::fileid(object, RESERVED_INO));
         }
         let child = fs.lookup(&caller(auth), dir, name).await.map_err(|e| self.status("lookup", e))?;
+        if let (b"..", Some(ObjectInfo::Snapshot { dataset })) = (name, info) {
+            // A snapshot's root sits in its dataset's `.snapshots`, whichever way it was
+            // reached (at the root of the snapshot's own export a client never asks for "..").
+            return Ok(handle::fileid(dataset, RESERVED_INO));
+        }
         Ok(handle::fileid(object, child))
     }
 
@@ -333,8 +340,12 @@ impl<E: Exports> NFSFileSystem for NfsAdapter<E> {
             Err(nfsstat3::NFS3ERR_EXIST) => {
                 let (object, _) = handle::split(dirid);
                 let id = self.lookup(auth, dirid, filename).await?;
-                let fs = self.fs(object).await?;
                 let (_, ino) = handle::split(id);
+                if ino == RESERVED_INO {
+                    // `.snapshots`: a directory of the server's, never a file to open.
+                    return Err(nfsstat3::NFS3ERR_EXIST);
+                }
+                let fs = self.fs(object).await?;
                 let existing = fs.getattr(ino).await.map_err(|e| self.status("create", e))?;
                 if existing.kind != Kind::File {
                     return Err(nfsstat3::NFS3ERR_EXIST);
@@ -393,7 +404,8 @@ impl<E: Exports> NFSFileSystem for NfsAdapter<E> {
         let fs = self.fs(object).await?;
         let cookie = start_after;
         let max = max_entries.max(1);
-        let show_snapdir = dir == ROOT_INO && !self.hide_snapshot_dir && self.is_dataset(object).await?;
+        let info = if dir == ROOT_INO { Some(self.exports.object_info(object).await.map_err(export_status)?) } else { None };
+        let show_snapdir = info == Some(ObjectInfo::Dataset) && !self.hide_snapshot_dir;
         let (rows, eof) = fs.readdir(&caller(auth), dir, cookie, max).await.map_err(|e| self.status("readdir", e))?;
         let fsid = self.fsid(object).await?;
         let mut entries = Vec::with_capacity(rows.len() + 1);
@@ -401,11 +413,17 @@ impl<E: Exports> NFSFileSystem for NfsAdapter<E> {
             if show_snapdir && row.cookie > SNAPSHOT_DIR_COOKIE && cookie < SNAPSHOT_DIR_COOKIE && entries.iter().all(|e: &NfsDirEntry| e.cookie != SNAPSHOT_DIR_COOKIE) {
                 entries.push(NfsDirEntry { fileid: handle::fileid(object, RESERVED_INO), name: SNAPSHOT_DIR.to_vec().into(), attr: self.snapshot_dir_attr(object).await?, cookie: SNAPSHOT_DIR_COOKIE });
             }
+            if let (b"..", Some(ObjectInfo::Snapshot { dataset })) = (&row.name[..], info) {
+                // As LOOKUP answers it: a snapshot's root lives in `.snapshots`.
+                let attr = self.snapshot_dir_attr(dataset).await?;
+                entries.push(NfsDirEntry { fileid: handle::fileid(dataset, RESERVED_INO), name: row.name.into(), attr, cookie: row.cookie });
+                continue;
+            }
             // An entry removed since the listing was read is skipped, not reported broken.
             let attr = match fs.getattr(row.ino).await {
                 Ok(inode) => attrs::fattr(&inode, handle::fileid(object, row.ino), fsid),
                 Err(FsError::Stale) => continue,
-                Err(e) => return Err(log_status("readdir", e)),
+                Err(e) => return Err(self.status("readdir", e)),
             };
             entries.push(NfsDirEntry { fileid: handle::fileid(object, row.ino), name: row.name.into(), attr, cookie: row.cookie });
         }

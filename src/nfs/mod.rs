@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use adapter::{NfsAdapter, SNAPSHOT_DIR};
 pub use exports::{ExportError, Exports, ObjectInfo};
+pub use rpc::Limits;
 
 pub struct NfsServer {
     pub local_addr: SocketAddr,
@@ -27,6 +28,7 @@ pub struct NfsServer {
 pub async fn start<E: Exports>(
     adapter: NfsAdapter<E>,
     listen: &str,
+    limits: Limits,
     shutdown: CancellationToken,
     cluster: Option<Arc<crate::cluster::Cluster>>,
 ) -> Result<NfsServer> {
@@ -34,7 +36,7 @@ pub async fn start<E: Exports>(
     let listener = TcpListener::bind(addr).await.with_context(|| format!("cannot listen for NFS on {addr}"))?;
     let local_addr = listener.local_addr()?;
     let rpc = rpc::Rpc::new(adapter, local_addr.port(), cluster);
-    let task = tokio::spawn(rpc::serve(rpc, listener, shutdown));
+    let task = tokio::spawn(rpc::serve(rpc, listener, limits, shutdown));
     Ok(NfsServer { local_addr, task })
 }
 

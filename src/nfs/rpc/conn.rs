@@ -3,18 +3,21 @@
 //!
 //! Clients pipeline (the Linux client keeps dozens of calls in flight per connection), so calls
 //! run concurrently; a slot semaphore and a byte budget bound what one connection may hold in
-//! memory, and when they run out the reader stops reading, which pushes back through TCP.
+//! memory, and when they run out the reader stops reading, which pushes back through TCP. The
+//! record still arriving draws on the budget all connections share and must finish in time
+//! (`limits.rs`).
 
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::limits::Shared;
 use super::record::{read_record, MAX_RECORD};
 use super::{Backend, Reply, Rpc};
 
@@ -29,26 +32,63 @@ const WRITE_BUFFER: usize = 64 * 1024;
 const POOLED_BUFFERS: usize = 8;
 const POOLED_CAPACITY: usize = 2 * crate::fs::MAX_IO_SIZE;
 
-#[derive(Clone, Default)]
-struct Pool(Arc<Mutex<Vec<Vec<u8>>>>);
+#[derive(Clone)]
+struct Pool(Arc<PoolInner>);
+
+struct PoolInner {
+    buffers: Mutex<Vec<Vec<u8>>>,
+    limits: Arc<Shared>,
+}
 
 impl Pool {
+    fn new(limits: Arc<Shared>) -> Pool {
+        Pool(Arc::new(PoolInner { buffers: Mutex::default(), limits }))
+    }
+
     fn take(&self) -> Vec<u8> {
-        self.0.lock().expect("pool lock").pop().unwrap_or_default()
+        let buf = self.0.buffers.lock().expect("pool lock").pop().unwrap_or_default();
+        self.0.limits.pool_took(buf.capacity());
+        buf
     }
 
     fn give(&self, mut buf: Vec<u8>) {
         if buf.capacity() <= POOLED_CAPACITY {
             buf.clear();
-            let mut pool = self.0.lock().expect("pool lock");
-            if pool.len() < POOLED_BUFFERS {
+            let mut pool = self.0.buffers.lock().expect("pool lock");
+            if pool.len() < POOLED_BUFFERS && self.0.limits.pool_put(buf.capacity()) {
                 pool.push(buf);
             }
         }
     }
 }
 
-pub async fn serve<V: Backend>(rpc: Arc<Rpc<V>>, stream: TcpStream, peer: SocketAddr, stop: CancellationToken) -> io::Result<()> {
+impl Drop for PoolInner {
+    fn drop(&mut self) {
+        // The connection is over: its buffers leave the count all pools share.
+        let buffers = self.buffers.get_mut().expect("pool lock");
+        for buf in buffers.drain(..) {
+            self.limits.pool_took(buf.capacity());
+        }
+    }
+}
+
+/// Logs why a connection ended: a connection the server closed is worth a (throttled)
+/// warning, one its client closed or lost is not.
+pub fn report(limits: &Shared, peer: SocketAddr, e: io::Error) {
+    match e.kind() {
+        io::ErrorKind::InvalidData => limits.garbage.warn(format_args!("nfs: closed the connection from {peer}: {e}")),
+        io::ErrorKind::TimedOut => limits.stalled.warn(format_args!("nfs: closed the connection from {peer}: {e}")),
+        _ => tracing::debug!("nfs connection from {peer} ended: {e}"),
+    }
+}
+
+pub async fn serve<V: Backend>(
+    rpc: Arc<Rpc<V>>,
+    limits: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    stop: CancellationToken,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
     let (rx, tx) = stream.into_split();
     let mut rx = BufReader::with_capacity(READ_BUFFER, rx);
@@ -56,17 +96,40 @@ pub async fn serve<V: Backend>(rpc: Arc<Rpc<V>>, stream: TcpStream, peer: Socket
     tokio::spawn(write_replies(tx, outbox));
     let slots = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let budget = Arc::new(Semaphore::new(MAX_KIB_IN_FLIGHT));
-    let pool = Pool::default();
+    let pool = Pool::new(limits.clone());
+    let mut reservation = limits.reservation();
     loop {
         let slot = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
             s = slots.clone().acquire_owned() => s.expect("the semaphore is never closed"),
         };
+        // Waiting for the next record is not timed: clients keep idle connections open.
+        let idle = tokio::select! {
+            _ = stop.cancelled() => return Ok(()),
+            r = rx.fill_buf() => r?.is_empty(),
+        };
+        if idle {
+            return Ok(());
+        }
         let mut record = pool.take();
+        if !reservation.try_cover(record.capacity()) {
+            // A pooled buffer the spent budget cannot cover: start small instead of waiting.
+            record = Vec::new();
+        }
+        let timeout = limits.record_timeout;
         let more = tokio::select! {
             _ = stop.cancelled() => return Ok(()),
-            r = read_record(&mut rx, &mut record, MAX_RECORD) => r?,
+            r = tokio::time::timeout(timeout, read_record(&mut rx, &mut record, MAX_RECORD, &mut reservation)) => match r {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("a record still unfinished {} ms after it began", timeout.as_millis()),
+                    ))
+                }
+            },
         };
+        reservation.release();
         if !more {
             return Ok(());
         }

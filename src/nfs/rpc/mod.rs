@@ -9,6 +9,7 @@
 
 mod conn;
 mod drc;
+mod limits;
 mod message;
 mod mount;
 mod nfs3;
@@ -29,6 +30,7 @@ use zerofs_nfsserve::nfs::{fileid3, filename3, nfsstat3};
 use zerofs_nfsserve::vfs::{AuthContext, NFSFileSystem};
 
 use drc::{Begin, Drc, Key};
+pub use limits::Limits;
 use message::{AcceptStat, Parsed};
 
 /// What the RPC layer needs beyond `NFSFileSystem`.
@@ -88,8 +90,10 @@ impl<V: Backend> Rpc<V> {
     }
 }
 
-/// Serves `listener` until `shutdown` is cancelled.
-pub async fn serve<V: Backend>(rpc: Arc<Rpc<V>>, listener: TcpListener, shutdown: CancellationToken) {
+/// Serves `listener` until `shutdown` is cancelled, within `limits`.
+pub async fn serve<V: Backend>(rpc: Arc<Rpc<V>>, listener: TcpListener, limits: Limits, shutdown: CancellationToken) {
+    let max_connections = limits.max_connections;
+    let limits = Arc::new(limits::Shared::new(&limits));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -103,16 +107,19 @@ pub async fn serve<V: Backend>(rpc: Arc<Rpc<V>>, listener: TcpListener, shutdown
                 continue;
             }
         };
+        let Some(place) = limits.admit() else {
+            drop(stream);
+            limits.refused.warn(format_args!("nfs: refused a connection from {peer}: all {max_connections} connections in use"));
+            continue;
+        };
         let rpc = rpc.clone();
+        let limits = limits.clone();
         let stop = shutdown.child_token();
         tokio::spawn(async move {
-            match conn::serve(rpc, stream, peer, stop).await {
-                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                    tracing::warn!("nfs: closing connection from {peer}: {e}")
-                }
-                Err(e) => tracing::debug!("nfs connection from {peer} ended: {e}"),
-                Ok(()) => {}
+            if let Err(e) = conn::serve(rpc, limits.clone(), stream, peer, stop).await {
+                conn::report(&limits, peer, e);
             }
+            drop(place);
         });
     }
 }

@@ -5,6 +5,8 @@ use std::io;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::limits::Reservation;
+
 /// The largest RPC record a client may send. WRITEs up to four times the maximum still reach
 /// the server and get a proper NFS3ERR_INVAL; anything larger is not a WRITE we could answer.
 pub const MAX_RECORD: usize = 4 * crate::fs::MAX_IO_SIZE + 64 * 1024;
@@ -15,8 +17,14 @@ const LAST_FRAGMENT: u32 = 1 << 31;
 const GROWTH_STEP: usize = 256 * 1024;
 
 /// Reads one whole record into `buf` (which it clears). `Ok(false)` is a clean end of stream
-/// between records; a record longer than `limit` is an `InvalidData` error.
-pub async fn read_record<R: AsyncRead + Unpin>(rx: &mut R, buf: &mut Vec<u8>, limit: usize) -> io::Result<bool> {
+/// between records; a record longer than `limit` is an `InvalidData` error. `budget` covers
+/// the buffer's capacity before it grows (the caller covers what `buf` already has).
+pub async fn read_record<R: AsyncRead + Unpin>(
+    rx: &mut R,
+    buf: &mut Vec<u8>,
+    limit: usize,
+    budget: &mut Reservation,
+) -> io::Result<bool> {
     buf.clear();
     let mut first = true;
     loop {
@@ -38,7 +46,11 @@ pub async fn read_record<R: AsyncRead + Unpin>(rx: &mut R, buf: &mut Vec<u8>, li
         let mut left = len;
         while left > 0 {
             if buf.capacity() == buf.len() {
-                buf.reserve(left.min(GROWTH_STEP.max(buf.len())));
+                let grow = left.min(GROWTH_STEP.max(buf.len()));
+                budget.cover(buf.len() + grow).await;
+                buf.reserve_exact(grow);
+                // The allocator may round up; what it gave counts too.
+                budget.cover(buf.capacity()).await;
             }
             let n = (&mut *rx).take(left as u64).read_buf(buf).await?;
             if n == 0 {
@@ -83,11 +95,11 @@ mod tests {
         wire.extend(fragment(b"second", true));
         let mut rx = &wire[..];
         let mut buf = Vec::new();
-        assert!(read_record(&mut rx, &mut buf, 100).await.unwrap());
+        assert!(read_record(&mut rx, &mut buf, 100, &mut Reservation::unlimited()).await.unwrap());
         assert_eq!(buf, b"abcdefg");
-        assert!(read_record(&mut rx, &mut buf, 100).await.unwrap());
+        assert!(read_record(&mut rx, &mut buf, 100, &mut Reservation::unlimited()).await.unwrap());
         assert_eq!(buf, b"second");
-        assert!(!read_record(&mut rx, &mut buf, 100).await.unwrap());
+        assert!(!read_record(&mut rx, &mut buf, 100, &mut Reservation::unlimited()).await.unwrap());
     }
 
     #[tokio::test]
@@ -96,7 +108,7 @@ mod tests {
         wire.extend(fragment(&[2u8; 60], true));
         let mut rx = &wire[..];
         let mut buf = Vec::new();
-        let err = read_record(&mut rx, &mut buf, 100).await.unwrap_err();
+        let err = read_record(&mut rx, &mut buf, 100, &mut Reservation::unlimited()).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 
@@ -106,10 +118,31 @@ mod tests {
         wire.extend_from_slice(&[7u8; 1000]);
         let mut rx = &wire[..];
         let mut buf = Vec::new();
-        let err = read_record(&mut rx, &mut buf, usize::MAX).await.unwrap_err();
+        let err = read_record(&mut rx, &mut buf, usize::MAX, &mut Reservation::unlimited()).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
         assert!(buf.capacity() <= GROWTH_STEP, "capacity {}", buf.capacity());
         assert_eq!(buf.len(), 1000);
+    }
+
+    #[tokio::test]
+    async fn growing_past_the_free_part_waits_for_the_shared_budget() {
+        use super::super::limits::{Limits, Shared, FREE_PER_RECORD};
+        let shared = Shared::new(&Limits { record_memory: 300_000, ..Limits::default() });
+        let mut hog = shared.reservation();
+        hog.cover(FREE_PER_RECORD + 300_000).await;
+        let wire = fragment(&vec![3u8; FREE_PER_RECORD + 1000], true);
+        let mut buf = Vec::new();
+        let mut mine = shared.reservation();
+        let mut rx = &wire[..];
+        {
+            let read = read_record(&mut rx, &mut buf, usize::MAX, &mut mine);
+            tokio::pin!(read);
+            let waited = tokio::time::timeout(std::time::Duration::from_millis(100), &mut read).await;
+            assert!(waited.is_err(), "read past the free part without budget");
+            hog.release();
+            assert!(read.await.unwrap());
+        }
+        assert_eq!(buf.len(), FREE_PER_RECORD + 1000);
     }
 
     #[tokio::test]
@@ -117,7 +150,7 @@ mod tests {
         let wire = fragment(b"abc", false);
         let mut rx = &wire[..];
         let mut buf = Vec::new();
-        assert!(read_record(&mut rx, &mut buf, 100).await.is_err());
+        assert!(read_record(&mut rx, &mut buf, 100, &mut Reservation::unlimited()).await.is_err());
     }
 
     #[test]

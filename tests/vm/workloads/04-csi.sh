@@ -2,13 +2,17 @@
 # and its libraries come over the read-only 9p share) against the host's dataset server, and
 # `slatefs csi call` drives NodePublishVolume / NodeGetVolumeStats / NodeUnpublishVolume on its
 # socket, like the kubelet would. Checked: the NFS mount in /proc/mounts and its options, data
-# written through it reaching the server, a read-only snapshot volume, errors for unknown
-# volumes, idempotent retries, a plugin restart with volumes published, and the clean-up.
+# written through it reaching the server, a read-only snapshot volume (and its stats), errors for
+# unknown volumes, idempotent retries, a SINGLE_NODE_SINGLE_WRITER volume refusing a second
+# target, a plugin restart with volumes published, and the clean-up (twice).
 SOCK=/csi/csi.sock
 EP=unix://$SOCK
 PODS=/var/lib/kubelet/pods
 T=$PODS/pod-a/volumes/kubernetes.io~csi/csivol/mount
 T2=$PODS/pod-b/volumes/kubernetes.io~csi/csivol-snap/mount
+# A SINGLE_NODE_SINGLE_WRITER volume and two pods that want it.
+SW1=$PODS/pod-d/volumes/kubernetes.io~csi/csisw/mount
+SW2=$PODS/pod-e/volumes/kubernetes.io~csi/csisw/mount
 QUOTA=$((64 * 1024 * 1024))
 CSI_PID=
 
@@ -134,6 +138,35 @@ case ",$4," in *,ro,*) ;; *) fail "snapshot volume not mounted ro: $4" ;; esac
 expect_eq "$(cat "$T2/hello")" hello-from-csi "file in the snapshot volume"
 expect_eq "$(cat "$T/hello")" changed "file in the live volume"
 expect_fail sh -c "echo x > '$T2/hello'"
+csi node-publish --volume-id csivol@snap1 --target-path "$T2" --readonly --access-mode single-node-reader-only
+expect_eq "$(mount_line "$T2" | wc -l)" 1 "mounts at the snapshot target after a retry"
+csi node-stats --volume-id csivol@snap1 --volume-path "$T2"
+snap_total=$(json_num total BYTES)
+snap_used=$(json_num used BYTES)
+[ -n "$snap_used" ] && [ "$snap_used" -gt 0 ] || fail "snapshot volume used bytes: '$snap_used'"
+[ "$snap_total" -ge "$snap_used" ] || fail "snapshot volume total $snap_total < used $snap_used"
+grep -q '"abnormal": false' /tmp/csi.out || fail "snapshot volume condition is not normal"
+
+step "SINGLE_NODE_SINGLE_WRITER: one target on this node, a second one refused"
+on_host dataset create csisw --quota 16Mi
+mkdir -p "$(dirname "$SW1")" "$(dirname "$SW2")"
+csi node-publish --volume-id csisw --target-path "$SW1" --access-mode single-node-single-writer
+is_mounted "$SW1" || fail "$SW1 is not mounted"
+run sh -c "echo single-writer > '$SW1/owner'"
+csi node-publish --volume-id csisw --target-path "$SW1" --access-mode single-node-single-writer
+expect_eq "$(mount_line "$SW1" | wc -l)" 1 "mounts at the single-writer target after a retry"
+csi_status node-publish --volume-id csisw --target-path "$SW2" --access-mode single-node-single-writer
+expect_eq "$rc" 9 "status of a second target for a SINGLE_NODE_SINGLE_WRITER volume (FAILED_PRECONDITION)"
+case "$(cat /tmp/csi.err)" in *"$SW1"*) ;; *) fail "the refusal does not name the published target $SW1" ;; esac
+is_mounted "$SW2" && fail "the refused publish mounted $SW2"
+[ -e "$SW2" ] && fail "the refused publish created $SW2"
+expect_eq "$(cat "$SW1/owner")" single-writer "the first target after the refusal"
+csi node-unpublish --volume-id csisw --target-path "$SW1"
+is_mounted "$SW1" && fail "$SW1 is still mounted"
+csi node-publish --volume-id csisw --target-path "$SW2" --access-mode single-node-single-writer
+expect_eq "$(cat "$SW2/owner")" single-writer "the second target once the first is gone"
+csi node-unpublish --volume-id csisw --target-path "$SW2"
+[ -e "$SW2" ] && fail "$SW2 still exists after unpublish"
 
 step "errors: unknown volume, incompatible publish"
 csi_status node-publish --volume-id no-such-volume --target-path "$PODS/pod-c/volumes/x/mount"
