@@ -142,6 +142,8 @@ fn servers_share_the_cluster_secret_and_listen_where_the_other_servers_reach_the
             assert!(o.secrets.is_empty(), "scenario {}: cluster.existingSecret is set: no Secret is created", s.name);
         }
 
+        assert!(r.notes.contains(&format!("TCP port {port}")), "scenario {}: NOTES.txt names the port to open", s.name);
+
         let server = proc(&o, "serve-reader");
         let owner = proc(&o, "serve-owner");
         for p in [&server, &owner] {
