@@ -139,6 +139,7 @@ fn scenarios() -> Vec<Scenario> {
                     "credentials": {"secretName": "s3-creds"}
                 },
                 "nfs": {"port": 30490, "hideSnapshotDir": true},
+                "cluster": {"port": 7500, "handoffAfterMs": 2000, "existingSecret": "cluster-key"},
                 "durability": {"mode": "async", "flushIntervalMs": 25},
                 "cache": {"hostPath": "/mnt/ssd/slatefs-cache", "sizeGiB": 50, "memoryMiB": 1024},
                 "controller": {"healthPort": 9909},
@@ -186,6 +187,17 @@ fn invalid_values() -> Vec<(serde_json::Value, &'static str)> {
         (json!({"volumeSnapshotClass": {"secret": {"name": "creds"}}}), "takes no credentials"),
         (json!({"durability": {"mode": "sometimes"}}), "durability/mode"),
         (json!({"nfs": {"port": 0}}), "port"),
+        (json!({"cluster": {"port": 0}}), "cluster/port"),
+        (json!({"cluster": {"port": 65536}}), "cluster/port"),
+        (json!({"cluster": {"port": "7400"}}), "cluster/port"),
+        (json!({"cluster": {"handoffAfterMs": 0}}), "cluster/handoffAfterMs"),
+        (json!({"cluster": {"existingSecret": "Not_A_Name"}}), "cluster/existingSecret"),
+        (json!({"cluster": {"secret": "hunter2hunter2hunter2"}}), "secret"),
+        // The channel shares the host's addresses with NFS and the node plugin's health port,
+        // and the controller pod's with its health port.
+        (json!({"cluster": {"port": 20490}}), "also nfs.port"),
+        (json!({"cluster": {"port": 29808}}), "also node.healthPort"),
+        (json!({"cluster": {"port": 9808}}), "also controller.healthPort"),
         (json!({"cache": {"hostPath": "relative/dir"}}), "hostPath"),
         (json!({"sidecars": {"provisioner": {"imag": "x"}}}), "imag"),
     ]
@@ -370,6 +382,7 @@ fn short(v: &Value) -> String {
 struct Objects {
     service_accounts: Vec<ServiceAccount>,
     config_maps: Vec<ConfigMap>,
+    secrets: Vec<Secret>,
     storage_classes: Vec<StorageClass>,
     cluster_roles: Vec<ClusterRole>,
     cluster_role_bindings: Vec<ClusterRoleBinding>,
@@ -395,7 +408,7 @@ fn typed(what: &str, docs: &[Doc]) -> Objects {
             ("v1", "ConfigMap") => o.config_maps.push(strict(&what, &d.value)),
             ("v1", "PersistentVolumeClaim") => o.pvcs.push(strict(&what, &d.value)),
             ("v1", "Pod") => o.pods.push(strict(&what, &d.value)),
-            ("v1", "Secret") => drop(strict::<Secret>(&what, &d.value)),
+            ("v1", "Secret") => o.secrets.push(strict(&what, &d.value)),
             ("v1", "Namespace") => drop(strict::<Namespace>(&what, &d.value)),
             ("storage.k8s.io/v1", "StorageClass") => o.storage_classes.push(strict(&what, &d.value)),
             ("storage.k8s.io/v1", "CSIDriver") => o.csi_drivers.push(strict(&what, &d.value)),
@@ -570,6 +583,8 @@ struct Proc<'a> {
     role: String,
     config: slatefs::config::Config,
     config_key: String,
+    /// The config file's text, as the container reads it.
+    config_text: String,
 }
 
 fn procs(o: &Objects) -> Vec<Proc<'_>> {
@@ -577,7 +592,7 @@ fn procs(o: &Objects) -> Vec<Proc<'_>> {
     for (what, pod) in workloads(o) {
         for c in pod.containers.iter().filter(|c| c.command.as_deref() == Some(&[BINARY.to_string()][..])) {
             let a = args(c);
-            let (config_key, config) = config_of(o, pod, c);
+            let (config_key, config_text, config) = config_of(o, pod, c);
             let role = match a.first().map(String::as_str) {
                 Some("serve") => match config.catalog.role {
                     slatefs::config::CatalogRole::Owner => "serve-owner".to_string(),
@@ -586,7 +601,7 @@ fn procs(o: &Objects) -> Vec<Proc<'_>> {
                 Some("csi") => format!("csi-{}", flag(c, "--mode").expect("csi --mode")),
                 other => panic!("{what}/{}: slatefs runs {other:?}", c.name),
             };
-            out.push(Proc { what: what.clone(), pod, c, role, config, config_key });
+            out.push(Proc { what: what.clone(), pod, c, role, config, config_key, config_text });
         }
     }
     out
@@ -623,7 +638,7 @@ fn config_maps_by_name(o: &Objects) -> BTreeMap<String, &ConfigMap> {
 }
 
 /// The slatefs config file a container reads (`-c PATH`), parsed by slatefs itself.
-fn config_of(o: &Objects, spec: &PodSpec, c: &Container) -> (String, slatefs::config::Config) {
+fn config_of(o: &Objects, spec: &PodSpec, c: &Container) -> (String, String, slatefs::config::Config) {
     let path = flag(c, "-c").expect("slatefs runs with -c CONFIG");
     let m = c.volume_mounts.as_deref().unwrap_or_default().iter()
         .find(|m| path.starts_with(&format!("{}/", m.mount_path)))
@@ -637,7 +652,7 @@ fn config_of(o: &Objects, spec: &PodSpec, c: &Container) -> (String, slatefs::co
     let text = cm.data.as_ref().unwrap().get(&key).unwrap_or_else(|| panic!("ConfigMap {} has no {key}", cm_ref.name));
     let config = slatefs::config::Config::parse(text, Path::new(file))
         .unwrap_or_else(|e| panic!("{key} of ConfigMap {} is not a slatefs config: {e:#}\n{text}", cm_ref.name));
-    (key, config)
+    (key, text.clone(), config)
 }
 
 fn env_names(c: &Container) -> Vec<String> {
@@ -650,6 +665,9 @@ fn image_of<'a>(spec: &'a PodSpec, name: &str) -> &'a str {
 
 // ---------------------------------------------------------------------------------------------
 // The tests.
+
+#[path = "k8s_packaging/cluster.rs"]
+mod cluster;
 
 #[test]
 fn chart_renders_and_lints_cleanly_with_a_real_helm_engine() {
@@ -1289,8 +1307,29 @@ fn snapshot_crds_and_controller_are_optional_and_correct() {
     assert_eq!(deployment.spec.as_ref().unwrap().replicas, Some(2));
 }
 
+/// The Secret of the servers' internal channel that manifests/slatefs.yaml expects the user to
+/// create (tests/support/helm_render.py renders it with cluster.existingSecret set to it).
+const MANIFEST_CLUSTER_SECRET: &str = "slatefs-cluster-secret";
+
+/// `value` with every `secretName: from` turned into `secretName: to`.
+fn rename_secret_refs(value: &mut Value, from: &str, to: &str) {
+    match value {
+        Value::Mapping(m) => {
+            for (k, v) in m.iter_mut() {
+                if k.as_str() == Some("secretName") && v.as_str() == Some(from) {
+                    *v = Value::String(to.to_string());
+                } else {
+                    rename_secret_refs(v, from, to);
+                }
+            }
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(|v| rename_secret_refs(v, from, to)),
+        _ => {}
+    }
+}
+
 #[test]
-fn manifests_are_the_chart_rendered_with_default_values() {
+fn manifests_are_the_chart_rendered_with_default_values_but_the_cluster_secret() {
     let file = read("manifests/slatefs.yaml");
     let generated = &helm().manifests;
     if &file != generated {
@@ -1300,10 +1339,20 @@ fn manifests_are_the_chart_rendered_with_default_values() {
                 Regenerate it: python3 tests/support/helm_render.py manifests --chart charts/slatefs > manifests/slatefs.yaml",
             line + 1, file.lines().nth(line), generated.lines().nth(line));
     }
-    // The generated text is the default render, object for object.
+    // The generated text is the default render, object for object, except that the cluster
+    // secret is the user's own (a random one drawn at render time would be published in the
+    // file, and differ at every render): no Secret object, and the volumes name that Secret.
     let docs: Vec<Value> = split_yaml(&file).into_iter().map(|(_, v)| v).collect();
-    let default: Vec<Value> = rendered("default").docs.iter().map(|d| d.value.clone()).collect();
+    let generated_secret = "slatefs-cluster";
+    let mut default: Vec<Value> = rendered("default").docs.iter()
+        .filter(|d| !(d.kind() == "Secret" && d.name() == generated_secret))
+        .map(|d| d.value.clone()).collect();
+    assert_eq!(default.len() + 1, rendered("default").docs.len(), "the default render creates the Secret {generated_secret}");
+    default.iter_mut().for_each(|v| rename_secret_refs(v, generated_secret, MANIFEST_CLUSTER_SECRET));
     assert_eq!(docs, default);
+    assert!(file.contains(&format!("create secret generic {MANIFEST_CLUSTER_SECRET}")), "the header says how to create the Secret");
+    let guide = read("docs/kubernetes.md");
+    assert!(guide.contains(&format!("create secret generic {MANIFEST_CLUSTER_SECRET}")), "docs/kubernetes.md says how to create the Secret");
     // Every file in manifests/ parses strictly.
     for entry in std::fs::read_dir(repo().join("manifests")).unwrap() {
         let path = entry.unwrap().path();
@@ -1663,6 +1712,10 @@ fn readme_section_covers_install_roll_and_parameters() {
         "docker build",
         "snapshotController.enabled",
         "python3 tests/support/helm_render.py manifests",
+        "cluster.port",
+        "cluster.existingSecret",
+        "NetworkPolicy",
+        "needs no RBAC",
     ] {
         assert!(guide.contains(needle), "docs/kubernetes.md does not cover {needle:?}");
     }

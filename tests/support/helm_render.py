@@ -37,16 +37,24 @@ import re
 import sys
 
 # The release the plain manifests are rendered as: `helm template slatefs
-# charts/slatefs --namespace kube-system` with the chart's default values.
+# charts/slatefs --namespace kube-system` with the chart's default values but
+# one: the servers' cluster secret is a Secret the user creates, since a
+# random one drawn at render time would be published in this file.
 MANIFEST_RELEASE = "slatefs"
 MANIFEST_NAMESPACE = "kube-system"
+MANIFEST_CLUSTER_SECRET = "slatefs-cluster-secret"
+MANIFEST_VALUES = {"cluster": {"existingSecret": MANIFEST_CLUSTER_SECRET}}
 
 MANIFEST_HEADER = """\
 # slatefs: plain Kubernetes manifests for `kubectl apply -f manifests/slatefs.yaml`.
 #
 # GENERATED, DO NOT EDIT. This file is the Helm chart in charts/slatefs rendered
-# with its default values as release "{release}" in namespace "{namespace}".
-# Regenerate it after changing the chart with:
+# with its default values as release "{release}" in namespace "{namespace}",
+# except cluster.existingSecret={secret}. Create that Secret first, with a
+# random value of your own (docs/kubernetes.md):
+#     kubectl -n {namespace} create secret generic {secret} \\
+#       --from-literal=secret="$(head -c 36 /dev/urandom | base64)"
+# Regenerate this file after changing the chart with:
 #     python3 tests/support/helm_render.py manifests --chart charts/slatefs > manifests/slatefs.yaml
 # (`cargo test --release --test k8s_packaging` fails while the two differ.)
 """
@@ -119,8 +127,9 @@ def render(chart_dir: str, values: dict | None, name: str, namespace: str) -> di
 
 
 def manifests(chart_dir: str) -> str:
-    out = render(chart_dir, {}, MANIFEST_RELEASE, MANIFEST_NAMESPACE)
-    parts = [MANIFEST_HEADER.format(release=MANIFEST_RELEASE, namespace=MANIFEST_NAMESPACE)]
+    out = render(chart_dir, MANIFEST_VALUES, MANIFEST_RELEASE, MANIFEST_NAMESPACE)
+    parts = [MANIFEST_HEADER.format(release=MANIFEST_RELEASE, namespace=MANIFEST_NAMESPACE,
+                                    secret=MANIFEST_CLUSTER_SECRET)]
     for doc in out["documents"]:
         parts.append("---\n# Source: " + doc["source"] + "\n" + doc["yaml"])
     return "".join(parts)

@@ -98,6 +98,48 @@ mode = {{ $v.durability.mode | quote }}
 flush_interval_ms = {{ int $v.durability.flushIntervalMs }}
 [catalog]
 role = {{ .role | quote }}
+[cluster]
+secret_file = {{ printf "%s/secret" (include "slatefs.clusterSecretDir" .root) | quote }}
+handoff_after_ms = {{ int $v.cluster.handoffAfterMs }}
+{{- end -}}
+
+{{/* The Secret holding the internal channel's shared secret (key `secret`). */}}
+{{- define "slatefs.clusterSecretName" -}}
+{{- default (printf "%s-cluster" (include "slatefs.fullname" .)) .Values.cluster.existingSecret -}}
+{{- end -}}
+
+{{/* Where the slatefs servers find that Secret (outside /etc/slatefs, the ConfigMap's mount). */}}
+{{- define "slatefs.clusterSecretDir" -}}
+/etc/slatefs-cluster
+{{- end -}}
+
+{{/* The Secret as a volume. Mode 0400 (256): slatefs refuses a secret file that anyone but its
+owner can read, and the kubelet would otherwise make it 0644. */}}
+{{- define "slatefs.clusterSecretVolume" -}}
+- name: cluster-secret
+  secret:
+    secretName: {{ include "slatefs.clusterSecretName" . }}
+    defaultMode: 256
+    items:
+      - key: secret
+        path: secret
+{{- end -}}
+
+{{- define "slatefs.clusterSecretMount" -}}
+- name: cluster-secret
+  mountPath: {{ include "slatefs.clusterSecretDir" . }}
+  readOnly: true
+{{- end -}}
+
+{{/* The channel's port shares an address with other listeners: the host's (dataset servers
+and node plugin, host network) and the controller pod's. A clash would stop a server at start. */}}
+{{- define "slatefs.checkClusterPort" -}}
+{{- $port := int .Values.cluster.port -}}
+{{- range $what, $other := dict "nfs.port" .Values.nfs.port "node.healthPort" .Values.node.healthPort "controller.healthPort" .Values.controller.healthPort -}}
+{{- if eq $port (int $other) -}}
+{{- fail (printf "cluster.port %d is also %s: the internal channel needs a port of its own" $port $what) -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Object-store credentials from the Secret named in values, as environment variables. */}}
