@@ -174,10 +174,16 @@ fn main() -> Result<()> {
         trio.fencing_lines().len()
     )?;
     writeln!(md)?;
-    drop(trio);
     println!("{md}");
     if let Some(out) = &a.out {
         std::fs::write(out, &md)?;
     }
+    // Every process first: the catalog owner's directory holds the store, and removing it
+    // (slow on a disk that discards) must not happen under servers still using it.
+    for s in trio.servers.iter_mut() {
+        s.kill9();
+    }
+    log("removing the store");
+    drop(trio);
     Ok(())
 }
