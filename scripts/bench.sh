@@ -14,9 +14,44 @@
 #                 the RESULTS markers)
 #   --no-install  do not run scripts/install-peers.sh
 # Anything after -- goes to the benchmark (`cargo bench --bench nfsbench -- --help`).
+#
+#   scripts/bench.sh cluster [--s3] [-- CLUSTERBENCH-ARGS...]
+#
+# Many servers on one store (benches/clusterbench): three slatefs serve processes, the cost of a
+# hop, two writers, failover, latency under snapshots; on a local store, or with --s3 on the
+# tests' S3 server (`cargo bench --bench clusterbench -- --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+
+if [ "${1:-}" = cluster ]; then
+    shift
+    cargs=()
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --s3) cargs+=(--s3) ;;
+            --) shift; cargs+=("$@"); break ;;
+            *) echo "unknown option $1 (scripts/bench.sh cluster [--s3] [-- ARGS])" >&2; exit 2 ;;
+        esac
+        shift
+    done
+    echo "== build" >&2
+    cargo build --release --bin slatefs >&2
+    exe=$(cargo bench --bench clusterbench --no-run --message-format=json 2>/dev/null \
+        | grep -o '"executable":"[^"]*clusterbench[^"]*"' | tail -1 | sed 's/"executable":"\(.*\)"/\1/')
+    [ -x "$exe" ] || { echo "cannot find the clusterbench executable" >&2; exit 1; }
+    # Private copies: others may rebuild target/ while the benchmark runs.
+    work=$(mktemp -d /var/tmp/clusterbench.XXXXXX)
+    trap 'rm -rf "$work"' EXIT
+    cp target/release/slatefs "$work/slatefs"
+    cp "$exe" "$work/clusterbench"
+    echo "== run" >&2
+    SLATEFS_BIN="$work/slatefs" TMPDIR="$work" "$work/clusterbench" "${cargs[@]}"
+    echo "- CPU: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); memory $(free -h | awk '/^Mem:/ {print $2}')"
+    echo "- Kernel: $(uname -r); load at the end: $(cut -d' ' -f1-3 /proc/loadavg) (1/5/15 min)"
+    echo "- slatefs $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src || echo ' + uncommitted changes in src/')"
+    exit 0
+fi
 
 quick=() stores=all write=0 install=1 extra=()
 while [ $# -gt 0 ]; do

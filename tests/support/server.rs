@@ -55,8 +55,11 @@ fn find_s3_store(url: &str) -> Option<Arc<S3Store>> {
     S3_STORES.lock().unwrap().iter().find(|(u, _)| u == url).and_then(|(_, w)| w.upgrade())
 }
 
+/// The `slatefs` executable: this build's, or `SLATEFS_BIN` when set (scripts/bench.sh runs a
+/// private copy, since target/ may be rebuilt while a benchmark runs).
 pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_slatefs")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| std::env::var("SLATEFS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_slatefs").to_string()))
 }
 
 /// SIGTERM, then wait up to a minute for a clean exit (SIGKILL after that); returns whether
