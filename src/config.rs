@@ -19,6 +19,39 @@ pub struct Config {
     pub durability: DurabilityConfig,
     pub catalog: CatalogConfig,
     pub cluster: ClusterConfig,
+    pub web: WebConfig,
+}
+
+/// `[web]`: the web console and its JSON API (docs/web.md). Off unless `listen` is set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// `HOST:PORT` of the HTTP listener (plain HTTP: loopback or behind a TLS proxy).
+    pub listen: Option<String>,
+    /// The bearer token that may do everything (required with `listen`; mode 0600).
+    pub token_file: Option<PathBuf>,
+    /// A second token that may only look (GET requests); mode 0600 as well.
+    pub readonly_token_file: Option<PathBuf>,
+}
+
+impl WebConfig {
+    pub fn validate(&self) -> Result<()> {
+        let Some(listen) = &self.listen else {
+            if self.token_file.is_some() || self.readonly_token_file.is_some() {
+                bail!("web.token_file and web.readonly_token_file need web.listen");
+            }
+            return Ok(());
+        };
+        if listen.parse::<std::net::SocketAddr>().is_err()
+            && !listen.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        {
+            bail!("web.listen {listen:?}: expected HOST:PORT");
+        }
+        if self.token_file.is_none() {
+            bail!("web.listen needs web.token_file: the console is never served without a token");
+        }
+        Ok(())
+    }
 }
 
 /// `[cluster]`: several servers sharing one store, one owner per dataset (docs/ownership.md).
@@ -319,6 +352,7 @@ impl Config {
             bail!("durability.flush_interval_ms must be at least 1");
         }
         self.cluster.validate()?;
+        self.web.validate()?;
         Ok(())
     }
 }
@@ -374,6 +408,20 @@ mod tests {
             ("record_memory = \"lots\"", "record_memory"),
         ] {
             let err = Config::parse(&format!("[nfs]\n{bad}\n"), Path::new("c.toml")).unwrap_err();
+            assert!(format!("{err:#}").contains(key), "{bad}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn web_needs_a_token() {
+        let c = Config::parse("[web]\nlisten = \"127.0.0.1:8080\"\ntoken_file = \"/t\"\n", Path::new("c.toml")).unwrap();
+        assert_eq!(c.web.listen.as_deref(), Some("127.0.0.1:8080"));
+        for (bad, key) in [
+            ("listen = \"127.0.0.1:8080\"", "token_file"),
+            ("listen = \"nowhere\"\ntoken_file = \"/t\"", "web.listen"),
+            ("token_file = \"/t\"", "need web.listen"),
+        ] {
+            let err = Config::parse(&format!("[web]\n{bad}\n"), Path::new("c.toml")).unwrap_err();
             assert!(format!("{err:#}").contains(key), "{bad}: {err:#}");
         }
     }
