@@ -254,7 +254,8 @@ async fn diff_then_restore_read_back_over_nfs() {
     // A file deleted since comes back under its own name.
     let r = restore(json!({ "snapshot": "before", "path": "/work/gone.txt" })).await.json();
     assert_eq!(r["restored"], "/work/gone.txt");
-    assert_eq!(nfs.read_all(&nfs.walk("work/gone.txt").await.unwrap()).await.unwrap(), b"bye\n");
+    let gone = nfs.walk("work/gone.txt").await.unwrap();
+    assert_eq!(nfs.read_all(&gone).await.unwrap(), b"bye\n");
 
     // Replace needs confirm, and then puts the whole directory back.
     let r = restore(json!({ "snapshot": "before", "path": "/work/tree", "mode": "replace" })).await;

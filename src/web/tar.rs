@@ -18,6 +18,7 @@ const BLOCK: u64 = 512;
 
 pub fn response(fs: Arc<Filesystem>, dir: u64, top: String) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let disposition = attachment(format!("{top}.tar").as_bytes());
     tokio::spawn(async move {
         if let Err(e) = write_tree(&fs, dir, &top, &tx).await {
             tracing::warn!("tar stream of {top}: {e}");
@@ -28,7 +29,7 @@ pub fn response(fs: Arc<Filesystem>, dir: u64, top: String) -> Response {
     let mut resp = body.into_response();
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-tar"));
-    h.insert(header::CONTENT_DISPOSITION, attachment(format!("{top}.tar").as_bytes()));
+    h.insert(header::CONTENT_DISPOSITION, disposition);
     resp
 }
 
