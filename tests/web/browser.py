@@ -62,6 +62,7 @@ def main():
         visible("#error")
         wait_text("#error", "wrong token")
         shot("login")
+        d.find_element(By.ID, "login-token").clear()
         d.find_element(By.ID, "login-token").send_keys(TOKEN)
         d.find_element(By.ID, "login-submit").click()
 
