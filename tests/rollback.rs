@@ -166,12 +166,11 @@ async fn rollback_restores_the_snapshot_and_keeps_every_snapshot_and_handle() {
     put(&mut c, "newdir/inside", &pattern(9, 70_000)).await;
     let at_newer = tree(&mut c).await;
     ok(&server, &["snapshot", "data", "newer", "--readonly"]);
-    put(&mut c, "unsnapshotted", b"live only").await;
+    let unsnapshotted = put(&mut c, "unsnapshotted", b"live only").await;
     let mut highest = 0;
-    for f in [&born, &newdir] {
+    for f in [&born, &newdir, &unsnapshotted] {
         highest = highest.max(c.getattr(f).await.unwrap().fileid);
     }
-    highest = highest.max(c.getattr(&c.walk("unsnapshotted").await.unwrap()).await.unwrap().fileid);
     assert_ne!(at_mid, at_newer);
 
     // Bad requests change nothing.
@@ -179,7 +178,7 @@ async fn rollback_restores_the_snapshot_and_keeps_every_snapshot_and_handle() {
     fails(&server, &["rollback", "nosuch", "mid"], "does not exist");
     fails(&server, &["rollback", "root", "mid"], "is not a snapshot of dataset \"root\"");
     fails(&server, &["rollback", "data", "Bad/Name"], "invalid name");
-    assert_eq!(c.read_all(&c.walk("unsnapshotted").await.unwrap()).await.unwrap(), b"live only");
+    assert_eq!(c.read_all(&unsnapshotted).await.unwrap(), b"live only");
 
     let out = ok(&server, &["rollback", "data", "mid", "-o", "json"]).json();
     assert_eq!(out["dataset"]["id"].as_u64(), Some(id), "{out}");
@@ -240,11 +239,23 @@ async fn rollback_restores_the_snapshot_and_keeps_every_snapshot_and_handle() {
     assert_eq!(tree(&mut mount(&server, "/data@mid").await).await, at_mid);
     drop(c);
 
-    // Deleting the dataset and its snapshots collects every database it ever had.
+    // The snapshots outlive the dataset as they do without a rollback; deleting them collects
+    // every database it ever had.
+    ok(&server, &["delete", "data"]);
+    let snaps = ok(&server, &["list-snapshots", "data", "-o", "json"]).json();
+    assert_eq!(snaps.as_array().unwrap().len(), 3, "{snaps}");
+    for s in snaps.as_array().unwrap() {
+        assert!(s["dataset"] == "data" && s["dataset_deleted"] == true, "{s}");
+    }
+    // (Read by path: READDIRPLUS of the root of a snapshot whose dataset is gone answers STALE
+    // for its `..`, with or without a rollback.)
+    let mut m = mount(&server, "/data@mid").await;
+    let big = m.walk("docs/big").await.unwrap();
+    assert_eq!(m.read_all(&big).await.unwrap(), pattern(2, 300_000));
+    drop(m);
     for s in ["older", "mid", "newer"] {
         ok(&server, &["delete-snapshot", s]);
     }
-    ok(&server, &["delete", "data"]);
     let root_id = ok(&server, &["info", "root", "-o", "json"]).json()["id"].as_u64().unwrap();
     assert_eq!(databases(&store).await.into_iter().collect::<Vec<_>>(), vec![root_id]);
     assert!(server.stop(), "clean stop:\n{}", server.logs());

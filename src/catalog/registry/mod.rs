@@ -537,9 +537,14 @@ fn snapshot_of<'a>(st: &'a State, dataset: &str, snap: &str) -> CatalogResult<&'
 }
 
 /// The dataset a snapshot held in `dataset_id`'s database belongs to: the dataset itself, or,
-/// for the hidden record of a database a rollback replaced, the dataset rolled back.
+/// for the hidden record of a database a rollback replaced, the dataset rolled back (while
+/// its record exists: once it is collected, the hidden record speaks for its snapshots).
 fn live_dataset(st: &State, dataset_id: u64) -> u64 {
-    st.datasets.get(&dataset_id).and_then(|d| d.successor).unwrap_or(dataset_id)
+    st.datasets
+        .get(&dataset_id)
+        .and_then(|d| d.successor)
+        .filter(|s| st.datasets.contains_key(s))
+        .unwrap_or(dataset_id)
 }
 
 fn kind_of(st: &State, id: u64) -> CatalogResult<ObjectKind> {
