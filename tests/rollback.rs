@@ -11,6 +11,10 @@ mod nfs;
 mod server;
 #[path = "rollback/crash.rs"]
 mod crash;
+#[path = "rollback/cluster.rs"]
+mod cluster;
+#[path = "support/cluster.rs"]
+mod cluster_support;
 
 use std::collections::BTreeMap;
 
