@@ -227,33 +227,6 @@ impl Filesystem {
         Ok(crate::store::Store::checkpoint(db, name).await?)
     }
 
-    /// The lowest inode number this dataset may still hand out: every number below it has
-    /// been handed out before (a rollback carries it over to the dataset's new database).
-    pub async fn inode_floor(&self) -> u64 {
-        self.counters.lock().await.next_ino
-    }
-
-    /// Makes sure no inode number below `floor` is ever handed out, durably: after a rollback
-    /// the dataset's older state has not reached numbers that clients may still hold handles
-    /// to, and those must stay stale rather than come to name new files.
-    pub async fn raise_inode_floor(&self, floor: u64) -> FsResult<()> {
-        let db = self.writable()?;
-        {
-            let mut sb = self.counters.lock().await;
-            if sb.next_ino >= floor {
-                return Ok(());
-            }
-            let mut next = *sb;
-            next.next_ino = floor;
-            let mut batch = WriteBatch::new();
-            batch.put(codec::superblock_key(), next.encode());
-            let handle = db.write_with_options(batch, &WriteOptions::default()).await?;
-            *sb = next;
-            self.committer.note_written(handle.seqnum());
-        }
-        self.flush().await
-    }
-
     /// Flushes and closes the database; later calls fail.
     pub async fn close(&self) -> FsResult<()> {
         if self.closed.swap(true, Ordering::AcqRel) {

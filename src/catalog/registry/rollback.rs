@@ -129,7 +129,7 @@ impl Registry {
         let floor = self.durable_inode_floor(dataset.id).await?;
         let fs = self.open_writer_task(new_path, dataset.quota).await?;
         let result = async {
-            fs.raise_inode_floor(floor).await.map_err(|e| fs_err("cannot carry the inode floor over", e))?;
+            fs.raise_ino_floor(floor).await.map_err(|e| fs_err("cannot carry the inode floor over", e))?;
             crash::point("rollback.after-floor");
             self.commit_rollback(dataset, snap, checkpoint, intent).await
         }
@@ -206,8 +206,9 @@ impl Registry {
         Ok(())
     }
 
-    /// The inode floor of the dataset's current database as it is in the store (its writer
-    /// is closed): read through a read-only view, which takes no writer over.
+    /// Above every inode number the dataset's current database may have handed out, as it is
+    /// in the store (its writer is closed): read through a read-only view, which takes no
+    /// writer over.
     async fn durable_inode_floor(&self, id: u64) -> CatalogResult<u64> {
         let reader = self
             .store
@@ -215,7 +216,7 @@ impl Registry {
             .await
             .map_err(|e| CatalogError::internal("cannot read the dataset", e))?;
         let fs = Filesystem::open_snapshot(reader).await.map_err(|e| fs_err("cannot read the dataset", e))?;
-        let floor = fs.inode_floor().await;
+        let floor = fs.ino_ceiling().await;
         let _ = fs.close().await;
         Ok(floor)
     }
