@@ -63,7 +63,7 @@ impl From<FsError> for ApiError {
             }
             FsError::Access | FsError::Perm => StatusCode::FORBIDDEN,
             FsError::NameTooLong | FsError::Invalid(_) | FsError::TooBig => StatusCode::BAD_REQUEST,
-            FsError::NoSpace => StatusCode::INSUFFICIENT_STORAGE,
+            FsError::NoSpace | FsError::StoreFull(_) => StatusCode::INSUFFICIENT_STORAGE,
             FsError::Unavailable(_) | FsError::Fenced => StatusCode::SERVICE_UNAVAILABLE,
             FsError::Io(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
