@@ -33,6 +33,9 @@ pub const POINTS: &[&str] = &[
     "delete.after-store",
     "delete-snapshot.after-intent",
     "delete-snapshot.after-store",
+    "policy-snapshot.after-intent",
+    "policy-snapshot.after-checkpoint",
+    "policy-prune.after-intent",
 ];
 
 fn configured() -> Option<&'static str> {

@@ -10,7 +10,10 @@ mod follow;
 mod open;
 mod ops;
 mod owned;
+mod policies;
 mod queries;
+
+pub use policies::{policy_snapshot_name, PolicyInfo, PolicySettings, MAX_POLICY_PREFIX};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
