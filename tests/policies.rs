@@ -30,6 +30,8 @@ struct Out {
 struct Env {
     server: Server,
     clock: PathBuf,
+    /// Holds the clock file (removed with it).
+    _clock_dir: Option<tempfile::TempDir>,
 }
 
 fn ms(rfc3339: &str) -> u64 {
@@ -44,8 +46,8 @@ fn name_at(prefix: &str, slot: u64) -> String {
 
 impl Env {
     fn start(start_ms: u64, config: Option<String>, extra_args: Vec<String>) -> Env {
-        let clock_dir = tempfile::tempdir().unwrap().keep();
-        let clock = clock_dir.join("clock");
+        let clock_dir = tempfile::tempdir().unwrap();
+        let clock = clock_dir.path().join("clock");
         std::fs::write(&clock, start_ms.to_string()).unwrap();
         let server = Server::start_with(ServerOptions {
             env: vec![("SLATEFS_TEST_CLOCK_FILE".into(), clock.display().to_string())],
@@ -53,7 +55,31 @@ impl Env {
             extra_args,
             ..Default::default()
         });
-        Env { server, clock }
+        Env { server, clock, _clock_dir: Some(clock_dir) }
+    }
+
+    /// A server on the store of `other`, by the same clock, crashing at `crash_at` if given.
+    fn on_store_of(other: &Env, crash_at: Option<&str>) -> Env {
+        let mut env = vec![("SLATEFS_TEST_CLOCK_FILE".to_string(), other.clock.display().to_string())];
+        if let Some(point) = crash_at {
+            env.push(("SLATEFS_CRASH_AT".into(), point.into()));
+        }
+        let server = Server::start_with(ServerOptions {
+            env,
+            store_url: Some(other.server.store_url.clone()),
+            ..Default::default()
+        });
+        Env { server, clock: other.clock.clone(), _clock_dir: None }
+    }
+
+    /// Waits for the server to abort at a crash point.
+    fn crashed(&mut self, point: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.server.logs().contains(&format!("SLATEFS_CRASH_AT={point}")) {
+            assert!(Instant::now() < deadline, "{point} was not reached:\n{}", self.server.logs());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.server.kill9();
     }
 
     fn cli(&self, args: &[&str]) -> Out {
@@ -275,7 +301,8 @@ async fn unchanged_datasets_get_no_snapshots_and_a_restart_catches_up_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_runs_are_reported_and_retried() {
     let t0 = ms("2026-05-01T08:00:00Z");
-    let down = tempfile::tempdir().unwrap().keep().join("store-down");
+    let down_dir = tempfile::tempdir().unwrap();
+    let down = down_dir.path().join("store-down");
     let env = Env::start(
         t0,
         Some("[storage]\nunavailable_after_ms = 300\n".into()),
@@ -383,4 +410,36 @@ async fn bad_schedules_and_retention_are_refused_and_change_nothing() {
     env.ok(&["delete", "d"]);
     let v = env.json(&["policy", "show"]);
     assert!(v["policies"].as_array().unwrap().is_empty(), "{v}");
+}
+
+/// kill -9 in the middle of a policy snapshot and of a prune: after a restart the slot that was
+/// not finished is taken once, nothing is left half-made, and the policy forgets what it pruned.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_in_a_run_leaves_one_snapshot_per_slot() {
+    let t0 = ms("2026-07-01T00:00:00Z");
+    let mut first = Env::start(t0, None, vec![]);
+    first.ok(&["create", "d"]);
+    first.ok(&["policy", "set", "d", "--every", "1m", "--keep-last", "1"]);
+    assert!(first.server.stop());
+
+    for (point, clock, want) in [
+        ("policy-snapshot.after-checkpoint", t0 + MIN, vec![name_at("d", t0 + MIN)]),
+        ("policy-prune.after-intent", t0 + 2 * MIN, vec![name_at("d", t0 + 2 * MIN)]),
+    ] {
+        // Started before the slot (a crash during start-up would look like a failed start).
+        std::fs::write(&first.clock, (clock - MIN).to_string()).unwrap();
+        let mut crashing = Env::on_store_of(&first, Some(point));
+        std::fs::write(&first.clock, clock.to_string()).unwrap();
+        crashing.crashed(point);
+        let normal = Env::on_store_of(&first, None);
+        normal.set_clock(clock);
+        assert_eq!(normal.snapshots("d"), want, "after a crash at {point}");
+        let mut normal = normal;
+        assert!(normal.server.stop());
+    }
+    let last = Env::on_store_of(&first, None);
+    last.set_clock(t0 + 3 * MIN);
+    assert_eq!(last.snapshots("d"), vec![name_at("d", t0 + 3 * MIN)]);
+    let p = last.policy("d");
+    assert_eq!(p["snapshots"], serde_json::json!([name_at("d", t0 + 3 * MIN)]));
 }

@@ -111,7 +111,7 @@ pub fn check(cmd: &PolicyCommand) -> Result<(), String> {
     }
 }
 
-pub async fn execute(c: &mut AdminClient, cmd: PolicyCommand) -> Result<Rendered, tonic::Status> {
+pub(super) async fn execute(c: &mut AdminClient, cmd: PolicyCommand) -> Result<Rendered, tonic::Status> {
     Ok(match cmd {
         PolicyCommand::Set(args) => {
             let p = c.set_policy(request_of(&args.dataset, &args.text())).await?.into_inner();

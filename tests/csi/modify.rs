@@ -33,7 +33,8 @@ fn modify(volume: &str, kv: &[(&str, &str)]) -> ControllerModifyVolumeRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn storage_class_and_volume_attributes_class_policies() {
-    let clock = tempfile::tempdir().unwrap().keep().join("clock");
+    let clock_dir = tempfile::tempdir().unwrap();
+    let clock = clock_dir.path().join("clock");
     let t0: u64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
     std::fs::write(&clock, t0.to_string()).unwrap();
     let server = Server::start_with(ServerOptions {
