@@ -19,7 +19,6 @@ use server::{Server, ServerOptions};
 
 const MIN: u64 = 60_000;
 const HOUR: u64 = 60 * MIN;
-const DAY: u64 = 24 * HOUR;
 
 struct Out {
     code: i32,

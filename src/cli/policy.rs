@@ -21,6 +21,7 @@ pub enum PolicyCommand {
     Show { dataset: Option<String> },
     /// Stop taking and pruning snapshots until `resume`.
     Pause { dataset: String },
+    /// Start taking snapshots again (the latest slot is taken at once when one was missed).
     Resume { dataset: String },
     /// Remove a dataset's policy; the snapshots it made stay, as hand-made ones.
     Clear { dataset: String },
