@@ -30,6 +30,8 @@ pub struct RunnerState {
 
 #[derive(Debug, Clone)]
 struct Failure {
+    /// The slot whose run failed: only its retries wait for `retry_at`; a later slot runs at once.
+    slot: u64,
     at_ms: u64,
     message: String,
     retry_at: Instant,
@@ -64,25 +66,29 @@ impl RunnerState {
         self.failures.lock().unwrap().get(&dataset_id).map(|f| (f.at_ms, f.message.clone()))
     }
 
-    fn failed(&self, dataset_id: u64, at_ms: u64, message: String) {
+    fn failed(&self, dataset_id: u64, slot: u64, at_ms: u64, message: String) {
         let mut all = self.failures.lock().unwrap();
-        let backoff = all.get(&dataset_id).map(|f| (f.backoff * 2).min(LAST_RETRY)).unwrap_or(FIRST_RETRY);
-        all.insert(dataset_id, Failure { at_ms, message, retry_at: Instant::now() + backoff, backoff });
+        let backoff = all
+            .get(&dataset_id)
+            .filter(|f| f.slot == slot)
+            .map(|f| (f.backoff * 2).min(LAST_RETRY))
+            .unwrap_or(FIRST_RETRY);
+        all.insert(dataset_id, Failure { slot, at_ms, message, retry_at: Instant::now() + backoff, backoff });
     }
 
     /// A failure to show, without a retry of its own (the run is still going).
-    fn noted(&self, dataset_id: u64, at_ms: u64, message: String) {
+    fn noted(&self, dataset_id: u64, slot: u64, at_ms: u64, message: String) {
         let mut all = self.failures.lock().unwrap();
         let backoff = all.get(&dataset_id).map(|f| f.backoff).unwrap_or(FIRST_RETRY);
-        all.insert(dataset_id, Failure { at_ms, message, retry_at: Instant::now(), backoff });
+        all.insert(dataset_id, Failure { slot, at_ms, message, retry_at: Instant::now(), backoff });
     }
 
     fn succeeded(&self, dataset_id: u64) {
         self.failures.lock().unwrap().remove(&dataset_id);
     }
 
-    fn may_try(&self, dataset_id: u64) -> bool {
-        self.failures.lock().unwrap().get(&dataset_id).is_none_or(|f| Instant::now() >= f.retry_at)
+    fn may_try(&self, dataset_id: u64, slot: u64) -> bool {
+        self.failures.lock().unwrap().get(&dataset_id).is_none_or(|f| f.slot != slot || Instant::now() >= f.retry_at)
     }
 }
 
@@ -131,13 +137,13 @@ async fn run_policy(reg: &Arc<Registry>, policy: &PolicyInfo, now: u64) -> Optio
     let schedule = match Schedule::from_record(&rec.schedule) {
         Ok(s) => s,
         Err(e) => {
-            state().failed(id, now, format!("the stored schedule is unreadable: {e}"));
+            state().failed(id, 0, now, format!("the stored schedule is unreadable: {e}"));
             return None;
         }
     };
     let retry_soon = Some(FIRST_RETRY.as_millis() as u64);
     if let Some(slot) = due_slot(&schedule, rec.last_slot_ms, rec.created_ms, now) {
-        if !state().may_try(id) {
+        if !state().may_try(id, slot) {
             return retry_soon;
         }
         match watched(reg, policy, &schedule, slot, now).await {
@@ -145,7 +151,7 @@ async fn run_policy(reg: &Arc<Registry>, policy: &PolicyInfo, now: u64) -> Optio
             Err(e) => {
                 let message = e.to_string();
                 tracing::warn!(dataset = %policy.dataset, "snapshot policy run for {} failed: {message}; retried", slot_text(slot));
-                state().failed(id, now, message.clone());
+                state().failed(id, slot, now, message.clone());
                 // A name someone already took will not free itself: that slot is done.
                 let slot_done = matches!(e, CatalogError::AlreadyExists(_)).then_some(slot);
                 if let Err(e2) = reg.policy_note(id, slot_done, Some((now, message))).await {
@@ -179,7 +185,7 @@ async fn watched(reg: &Arc<Registry>, policy: &PolicyInfo, schedule: &Schedule, 
                 };
                 let message = format!("snapshot for {} not taken yet: {why}; it goes on", slot_text(slot));
                 tracing::warn!(dataset = %policy.dataset, "{message}");
-                state().noted(policy.record.dataset_id, now, message);
+                state().noted(policy.record.dataset_id, slot, now, message);
             }
         }
     }
