@@ -64,7 +64,7 @@ pub use policy_record::{PolicyRecord, RetentionRecord, ScheduleRecord};
 pub use codec::{DatasetRecord, Origin, RecordState, SnapshotRecord, MAX_ID};
 pub use registry::{
     policy_snapshot_name, DatasetInfo, DeleteOutcome, ObjectKind, PolicyInfo, PolicySettings, Registry,
-    SnapshotInfo, SnapshotResult, MAX_POLICY_PREFIX,
+    RollbackOutcome, SnapshotInfo, SnapshotResult, MAX_POLICY_PREFIX,
 };
 
 /// The name of the default dataset created on first start.

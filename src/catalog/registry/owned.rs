@@ -143,7 +143,7 @@ impl Registry {
     async fn usage_read_only(&self, id: u64) -> CatalogResult<Usage> {
         let reader = self
             .store
-            .open_latest(&self.store.dataset_path(id))
+            .open_latest(&self.db_path(id))
             .await
             .map_err(|e| CatalogError::internal("cannot read the dataset", e))?;
         let fs = Filesystem::open_snapshot(reader).await.map_err(|e| fs_err("cannot read the dataset", e))?;
