@@ -268,6 +268,22 @@ impl proto::admin_server::Admin for AdminService {
         store_access::check(storage, &r.store_url, &creds).await?;
         Ok(Response::new(proto::CheckStoreAccessResponse { store_url: storage.url.clone() }))
     }
+
+    async fn set_policy(&self, req: Request<proto::SetPolicyRequest>) -> Reply<proto::Policy> {
+        Ok(Response::new(super::policies::set(&self.registry, req.into_inner()).await?))
+    }
+
+    async fn list_policies(&self, req: Request<proto::ListPoliciesRequest>) -> Reply<proto::ListPoliciesResponse> {
+        Ok(Response::new(super::policies::list(&self.registry, req.into_inner()).await?))
+    }
+
+    async fn pause_policy(&self, req: Request<proto::PausePolicyRequest>) -> Reply<proto::Policy> {
+        Ok(Response::new(super::policies::pause(&self.registry, req.into_inner()).await?))
+    }
+
+    async fn clear_policy(&self, req: Request<proto::ClearPolicyRequest>) -> Reply<proto::Policy> {
+        Ok(Response::new(super::policies::clear(&self.registry, req.into_inner()).await?))
+    }
 }
 
 fn requests_msg(r: crate::store::accounting::RequestStats) -> proto::StoreRequests {

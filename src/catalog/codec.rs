@@ -11,6 +11,7 @@
 //! "F"                      u64  id of the default dataset
 //! "D" id:u64               DatasetRecord
 //! "S" id:u64               SnapshotRecord
+//! "P" dataset_id:u64       PolicyRecord (see `policy_record`)
 //! "R" dataset_id:u64       RollbackIntent (a rollback under way; see docs/rollback.md)
 //! ```
 //!
@@ -49,6 +50,7 @@ pub const KEY_NEXT_ID: &[u8] = b"N";
 pub const KEY_DEFAULT: &[u8] = b"F";
 pub const TAG_DATASET: u8 = b'D';
 pub const TAG_SNAPSHOT: u8 = b'S';
+pub const TAG_POLICY: u8 = b'P';
 pub const TAG_ROLLBACK: u8 = b'R';
 
 const FIELD_DATABASE: u8 = 0x30;
@@ -60,6 +62,10 @@ pub fn dataset_key(id: u64) -> Vec<u8> {
 
 pub fn snapshot_key(id: u64) -> Vec<u8> {
     tagged(TAG_SNAPSHOT, id)
+}
+
+pub fn policy_key(dataset_id: u64) -> Vec<u8> {
+    tagged(TAG_POLICY, dataset_id)
 }
 
 pub fn rollback_key(dataset_id: u64) -> Vec<u8> {
@@ -75,7 +81,7 @@ fn tagged(tag: u8, id: u64) -> Vec<u8> {
 
 /// Splits a record key into its tag and id.
 pub fn parse_record_key(key: &[u8]) -> Result<(u8, u64), CodecError> {
-    if key.len() != 9 || !matches!(key[0], TAG_DATASET | TAG_SNAPSHOT | TAG_ROLLBACK) {
+    if key.len() != 9 || !matches!(key[0], TAG_DATASET | TAG_SNAPSHOT | TAG_POLICY | TAG_ROLLBACK) {
         return Err(CodecError(format!("unknown catalog key {key:02x?}")));
     }
     Ok((key[0], u64::from_be_bytes(key[1..9].try_into().unwrap())))

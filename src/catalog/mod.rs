@@ -56,12 +56,15 @@
 pub mod codec;
 pub mod crash;
 mod db;
+pub mod policy_record;
 pub mod registry;
 mod slot;
 
+pub use policy_record::{PolicyRecord, RetentionRecord, ScheduleRecord};
 pub use codec::{DatasetRecord, Origin, RecordState, SnapshotRecord, MAX_ID};
 pub use registry::{
-    DatasetInfo, DeleteOutcome, ObjectKind, Registry, RollbackOutcome, SnapshotInfo, SnapshotResult,
+    policy_snapshot_name, DatasetInfo, DeleteOutcome, ObjectKind, PolicyInfo, PolicySettings, Registry,
+    RollbackOutcome, SnapshotInfo, SnapshotResult, MAX_POLICY_PREFIX,
 };
 
 /// The name of the default dataset created on first start.

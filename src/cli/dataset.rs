@@ -85,6 +85,11 @@ pub enum DatasetCommand {
         #[arg(value_name = "SIZE", value_parser = parse_quota)]
         size: Quota,
     },
+    /// Automatic snapshot policies: set, show, pause, resume, clear (docs/policies.md).
+    Policy {
+        #[command(subcommand)]
+        command: super::policy::PolicyCommand,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +103,11 @@ fn parse_quota(s: &str) -> Result<Quota, SizeError> {
 }
 
 pub async fn run(args: DatasetArgs) -> Result<()> {
+    if let DatasetCommand::Policy { command } = &args.command {
+        if let Err(message) = super::policy::check(command) {
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{message}\n")).exit();
+        }
+    }
     let config = Config::load(args.config.as_deref())?;
     let addr = match &args.admin {
         Some(a) => AdminAddr::parse(a)?,
@@ -135,9 +145,9 @@ fn status_text(s: &tonic::Status) -> String {
     }
 }
 
-struct Rendered {
-    json: Value,
-    table: String,
+pub(super) struct Rendered {
+    pub(super) json: Value,
+    pub(super) table: String,
 }
 
 async fn execute(c: &mut AdminClient, cmd: DatasetCommand) -> Result<Rendered, tonic::Status> {
@@ -236,6 +246,7 @@ async fn execute(c: &mut AdminClient, cmd: DatasetCommand) -> Result<Rendered, t
             };
             one_dataset(&d, &what)
         }
+        Policy { command } => super::policy::execute(c, command).await?,
     })
 }
 
@@ -362,7 +373,7 @@ fn dataset_details(d: &proto::Dataset) -> String {
     s
 }
 
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -386,7 +397,7 @@ fn human(bytes: u64) -> String {
     crate::size::format_size(bytes)
 }
 
-fn time_text(ms: i64) -> String {
+pub(super) fn time_text(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| ms.to_string())

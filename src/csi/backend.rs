@@ -104,6 +104,8 @@ pub trait Backend: Send + Sync {
     async fn dataset_stats(&self, name: &str) -> Result<Stats, Status>;
     /// Proves that `creds` may use the server's store (`store_url` empty: whatever it is).
     async fn check_store_access(&self, store_url: &str, creds: &S3Credentials) -> Result<(), Status>;
+    /// Gives dataset `name` this snapshot policy (`None`: removes its policy, if it has one).
+    async fn set_policy(&self, name: &str, policy: Option<&crate::policy::PolicyText>) -> Result<(), Status>;
 }
 
 /// Looks a snapshot up by name among all snapshots.

@@ -307,11 +307,7 @@ impl Controller for ControllerService {
         ids::validate_csi_name("name", &req.name)?;
         caps::validate_all(&req.volume_capabilities)?;
         params::validate_volume_params(&req.parameters, &self.served)?;
-        if !req.mutable_parameters.is_empty() {
-            return Err(Status::invalid_argument(
-                "mutable_parameters are not supported (no MODIFY_VOLUME capability)",
-            ));
-        }
+        let policy = params::creation_policy(&req.parameters, &req.mutable_parameters)?;
         let range = req.capacity_range.as_ref();
         let cap = ids::capacity_for(range)?;
         let want = want_of(req.volume_content_source.as_ref())?;
@@ -323,6 +319,10 @@ impl Controller for ControllerService {
         match self.backend.get_dataset(&name).await {
             Ok(ds) => {
                 let volume = self.existing(ds, &want, range, cap).await?;
+                // A retried call finishes what the first one may not have: the policy.
+                if let Some(p) = &policy {
+                    self.backend.set_policy(&name, p.as_ref()).await?;
+                }
                 return Ok(Response::new(CreateVolumeResponse { volume: Some(volume) }));
             }
             Err(e) if e.code() == Code::NotFound => {}
@@ -338,6 +338,9 @@ impl Controller for ControllerService {
             }
             Err(e) => return Err(e),
         };
+        if let Some(p) = &policy {
+            self.backend.set_policy(&name, p.as_ref()).await?;
+        }
         tracing::info!(volume = %name, capacity = cap, source = ?want, "created volume");
         let mut volume = csi_volume(&ds, &HashMap::new());
         volume.capacity_bytes = cap as i64;
@@ -496,6 +499,7 @@ impl Controller for ControllerService {
             T::GetVolume,
             T::VolumeCondition,
             T::SingleNodeMultiWriter,
+            T::ModifyVolume,
         ]
         .into_iter()
         .map(rpc_cap)
@@ -688,10 +692,29 @@ impl Controller for ControllerService {
         }))
     }
 
+    /// Applies VolumeAttributesClass parameters: `snapshotPolicy` (the only mutable one).
+    /// Everything is checked before anything changes.
     async fn controller_modify_volume(
         &self,
-        _: Request<ControllerModifyVolumeRequest>,
+        request: Request<ControllerModifyVolumeRequest>,
     ) -> Result<Response<ControllerModifyVolumeResponse>, Status> {
-        Err(Status::unimplemented("ControllerModifyVolume is not supported"))
+        let req = request.into_inner();
+        required("volume_id", &req.volume_id)?;
+        let policy = params::mutable_policy(&req.mutable_parameters)?;
+        let name = ids::parse_volume_id(&req.volume_id)
+            .ok_or_else(|| Status::not_found(format!("volume {} does not exist", req.volume_id)))?;
+        let _guard = self.begin(format!("volume {name}"))?;
+        self.check_secrets(&req.secrets, "").await?;
+        if let Err(e) = self.backend.get_dataset(name).await {
+            return Err(match e.code() {
+                Code::NotFound => Status::not_found(format!("volume {name} does not exist")),
+                _ => e,
+            });
+        }
+        if let Some(p) = &policy {
+            self.backend.set_policy(name, p.as_ref()).await?;
+            tracing::info!(volume = %name, policy = ?p, "modified volume");
+        }
+        Ok(Response::new(ControllerModifyVolumeResponse {}))
     }
 }

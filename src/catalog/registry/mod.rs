@@ -10,10 +10,13 @@ mod follow;
 mod open;
 mod ops;
 mod owned;
+mod policies;
 mod queries;
 mod rollback;
 
 pub use rollback::RollbackOutcome;
+
+pub use policies::{policy_snapshot_name, PolicyInfo, PolicySettings, MAX_POLICY_PREFIX};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

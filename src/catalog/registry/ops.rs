@@ -147,6 +147,7 @@ impl Registry {
         }
         self.set_dataset_state(id, RecordState::Deleted).await?;
         crash::point("delete.after-intent");
+        self.drop_policy(id).await?;
         self.evict(id).await;
         self.collect(vec![Obj::Dataset(id)]).await?;
         Ok(self.outcome(Obj::Dataset(id)))

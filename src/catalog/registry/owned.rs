@@ -154,7 +154,7 @@ impl Registry {
 
     /// The writer of a dataset this server serves: without a cluster an explicit request takes
     /// a fenced writer back (as it always did); in a cluster only the owner gets here.
-    async fn writer_here(&self, id: u64) -> CatalogResult<Arc<Filesystem>> {
+    pub(super) async fn writer_here(&self, id: u64) -> CatalogResult<Arc<Filesystem>> {
         if self.cluster.is_some() {
             self.filesystem(id).await
         } else {
@@ -186,7 +186,14 @@ impl LocalDatasets for Registry {
         let fs = self.filesystem(dataset).await.map_err(status_of)?;
         let usage = fs.usage().await;
         let (health, pending_ms) = health_code(fs.health());
-        Ok(pb::Stats { used_bytes: usage.bytes, used_inodes: usage.inodes, quota_bytes: fs.quota(), health, pending_ms })
+        Ok(pb::Stats {
+            used_bytes: usage.bytes,
+            used_inodes: usage.inodes,
+            quota_bytes: fs.quota(),
+            health,
+            pending_ms,
+            change_seq: fs.change_seq(),
+        })
     }
 
     async fn adopt(&self, dataset: u64) {
