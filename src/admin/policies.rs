@@ -9,7 +9,7 @@ use crate::policy::spec::Schedule;
 use crate::policy::{next_slot, runner, PolicyText};
 
 pub fn text_of(r: &proto::SetPolicyRequest) -> PolicyText {
-    let keep = r.retention.clone().unwrap_or_default();
+    let keep = r.retention.unwrap_or_default();
     let some = |s: &str| Some(s.to_string()).filter(|s| !s.trim().is_empty());
     PolicyText {
         prefix: some(&r.prefix),

@@ -153,7 +153,7 @@ fn one(p: &proto::Policy, message: &str) -> Rendered {
 }
 
 fn retention_text(p: &proto::Policy) -> String {
-    let r = p.retention.clone().unwrap_or_default();
+    let r = p.retention.unwrap_or_default();
     crate::policy::spec::describe_retention(&crate::catalog::RetentionRecord {
         keep_last: r.keep_last,
         keep_hourly: r.keep_hourly,
@@ -170,7 +170,7 @@ fn opt_time(ms: Option<i64>) -> String {
 }
 
 fn policy_json(p: &proto::Policy) -> Value {
-    let r = p.retention.clone().unwrap_or_default();
+    let r = p.retention.unwrap_or_default();
     json!({
         "dataset": p.dataset,
         "prefix": p.prefix,
