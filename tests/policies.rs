@@ -321,6 +321,9 @@ async fn failed_runs_are_reported_and_retried() {
 
     // The store away: the run fails, is reported, and is retried until the store is back.
     std::fs::write(&down, b"").unwrap();
+    // The fault layer looks at the outage file at most every 100 ms: past that, every request
+    // sees the store down, so the run below cannot slip through before the outage starts.
+    std::thread::sleep(Duration::from_millis(300));
     std::fs::write(&env.clock, (t0 + 3 * MIN).to_string()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let error = loop {
