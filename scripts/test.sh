@@ -5,35 +5,44 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each part prints how long it took (CI has a time limit; this shows where it goes).
+started=$SECONDS
+part_started=$SECONDS
+part() {
+  echo "== [$((SECONDS - part_started)) s for the previous part, $((SECONDS - started)) s in all] $*"
+  part_started=$SECONDS
+}
+
 # The VM suite installs its own packages (qemu, a Debian kernel, busybox, nfs-common) when
 # they are missing; the Rust suites need the Helm engine and, for the web console's browser
 # test, Chromium and Selenium.
 if ! python3 -c "import helm_python" 2>/dev/null; then
-  echo "== installing the Helm engine (helm-python-sdk)"
+  part "installing the Helm engine (helm-python-sdk)"
   python3 -m pip install -q helm-python-sdk==0.2.2
 fi
 
 # The web console's browser test (tests/web.rs, web_browser): Debian's headless Chromium and
 # its WebDriver, driven through Selenium.
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-  echo "== installing chromium and chromium-driver (the web console's browser test)"
+  part "installing chromium and chromium-driver (the web console's browser test)"
   apt-get update -qq
   apt-get install -y -qq chromium chromium-driver
 fi
 if ! python3 -c "import selenium" 2>/dev/null; then
-  echo "== installing selenium"
+  part "installing selenium"
   python3 -m pip install -q selenium==4.51.0
 fi
 
-echo "== cargo test --release"
+part "cargo test --release"
 cargo test --release
 
-echo "== the engine suite again, on a real S3 server (s3s on 127.0.0.1) instead of a local directory"
+part "the engine suite again, on a real S3 server (s3s on 127.0.0.1) instead of a local directory"
 SLATEFS_TEST_STORE=s3 cargo test --release --test nfs_engine
 SLATEFS_TEST_STORE=s3 cargo test --release --test csi
 SLATEFS_TEST_STORE=s3 cargo test --release --test datasets
 SLATEFS_TEST_STORE=s3 cargo test --release --test snapshot_contents --test clone_cost
 SLATEFS_TEST_STORE=s3 cargo test --release --test cluster
 
-echo "== kernel NFS client suite (qemu)"
+part "kernel NFS client suite (qemu)"
 tests/vm/run.sh
+part "done"
