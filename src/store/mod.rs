@@ -11,6 +11,8 @@ pub mod cache;
 pub mod cloud;
 pub mod faults;
 pub mod health;
+pub mod local_conditional;
+pub mod maintenance;
 pub mod metrics;
 pub mod private;
 pub mod probe;
@@ -394,14 +396,25 @@ async fn log_requests(
 /// writes after it waited on a 1 GiB compaction (60-80 instead of 400-700 ops/s), so object
 /// stores keep 8.
 pub fn dataset_settings(flush_interval: Duration, on_local_disk: bool) -> Settings {
+    dataset_settings_with(flush_interval, on_local_disk, &crate::config::MaintenanceConfig::default())
+}
+
+/// [`dataset_settings`] with compaction and collection as `[maintenance]` says.
+pub fn dataset_settings_with(
+    flush_interval: Duration,
+    on_local_disk: bool,
+    maintenance_cfg: &crate::config::MaintenanceConfig,
+) -> Settings {
     let l0_max_ssts = if on_local_disk { 16 } else { 8 };
-    Settings {
+    let mut settings = Settings {
         flush_interval: Some(flush_interval),
         max_unflushed_bytes: 256 << 20,
         l0_max_ssts,
         l0_max_ssts_per_key: l0_max_ssts,
         ..Settings::default()
-    }
+    };
+    maintenance::apply_dataset(&mut settings, maintenance_cfg);
+    settings
 }
 
 impl Store {
