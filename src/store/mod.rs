@@ -288,6 +288,17 @@ impl Store {
         Ok(())
     }
 
+    /// One garbage collection pass over a database (open here, elsewhere or not at all), as
+    /// `opts` says: what a dataset closed for being idle gets, since its own collector stopped
+    /// with it.
+    pub async fn collect_once(&self, path: &Path, opts: slatedb::config::GarbageCollectorOptions) -> Result<()> {
+        Admin::builder(path.clone(), self.object_store.clone())
+            .build()
+            .run_gc_once(opts)
+            .await
+            .with_context(|| format!("cannot collect garbage of {path}"))
+    }
+
     /// Removes a database and its objects, releasing the checkpoints it pinned in its parents.
     /// Idempotent: deleting what is already gone succeeds.
     pub async fn delete_db(&self, path: &Path) -> Result<()> {

@@ -177,8 +177,26 @@ impl Registry {
             *guard = SlotState::Closed;
             if let Err(e) = fs.close().await {
                 tracing::warn!("closing idle {id}: {e}");
-            } else {
-                tracing::debug!("closed {id}: unused for {} ms", idle.as_millis());
+                continue;
+            }
+            tracing::debug!("closed {id}: unused for {} ms", idle.as_millis());
+            // Its collector stopped with it: one last pass removes what its last compactions
+            // left, instead of keeping it until the dataset is next opened.
+            // A task of its own, with bounded retries: a store that is away must not hold up
+            // the closing of other datasets.
+            drop(guard);
+            if let Ok(ObjectKind::Dataset) = self.object_kind(id).await {
+                let mut opts = crate::store::maintenance::collector(
+                    std::time::Duration::from_millis(self.maintenance.gc_interval_ms),
+                    std::time::Duration::from_millis(self.maintenance.gc_min_age_ms),
+                );
+                opts.object_store_max_retries = Some(3);
+                let (store, path) = (self.store.clone(), self.store.dataset_path(id));
+                tokio::spawn(async move {
+                    if let Err(e) = store.collect_once(&path, opts).await {
+                        tracing::warn!("collecting dataset {id} after closing it: {e:#}");
+                    }
+                });
             }
         }
     }
