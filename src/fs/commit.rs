@@ -104,7 +104,7 @@ impl Committer {
         }
     }
 
-    async fn make_durable(&self, db: &Db, seq: u64) -> FsResult<()> {
+    pub(super) async fn make_durable(&self, db: &Db, seq: u64) -> FsResult<()> {
         let limits = crate::store::wait::limits();
         let start = Instant::now();
         let sh = &self.shared;
