@@ -26,11 +26,10 @@ const CATALOG_GC_MIN_AGE_POLLS: u32 = 5;
 /// compaction and collection as configured.
 pub fn apply_dataset(settings: &mut Settings, cfg: &MaintenanceConfig) {
     let poll = Duration::from_millis(cfg.compaction_poll_ms);
-    settings.compactor_options = Some(compactor(poll));
-    settings.garbage_collector_options = Some(collector(
-        Duration::from_millis(cfg.gc_interval_ms),
-        Duration::from_millis(cfg.gc_min_age_ms),
-    ));
+    let min_age = Duration::from_millis(cfg.gc_min_age_ms);
+    settings.compactor_options = Some(compactor(poll, min_age));
+    settings.garbage_collector_options =
+        Some(collector(Duration::from_millis(cfg.gc_interval_ms), min_age));
 }
 
 /// The catalog's database: small, rarely written and open for the life of the process, so it
@@ -39,14 +38,18 @@ pub fn apply_dataset(settings: &mut Settings, cfg: &MaintenanceConfig) {
 pub fn apply_catalog(settings: &mut Settings, cfg: &MaintenanceConfig) {
     let poll = Duration::from_millis(cfg.catalog_poll_ms);
     settings.manifest_poll_interval = poll;
-    settings.compactor_options = Some(compactor(poll));
-    settings.garbage_collector_options =
-        Some(collector(poll * CATALOG_GC_EVERY_POLLS, poll * CATALOG_GC_MIN_AGE_POLLS));
+    let min_age = poll * CATALOG_GC_MIN_AGE_POLLS;
+    settings.compactor_options = Some(compactor(poll, min_age));
+    settings.garbage_collector_options = Some(collector(poll * CATALOG_GC_EVERY_POLLS, min_age));
 }
 
-fn compactor(poll: Duration) -> CompactorOptions {
+/// `protect`: how long the compactor's checkpoint keeps a compaction's inputs for reads that
+/// began before it (SlateDB's default, 15 min, is what kept deleted data on disk for a quarter
+/// of an hour; an NFS call's read lasts milliseconds).
+fn compactor(poll: Duration, protect: Duration) -> CompactorOptions {
     CompactorOptions {
         poll_interval: poll,
+        checkpoint_lifetime: protect,
         worker: Some(CompactionWorkerOptions {
             compactions_poll_interval: poll,
             ..CompactionWorkerOptions::default()
