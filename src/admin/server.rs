@@ -196,6 +196,18 @@ impl proto::admin_server::Admin for AdminService {
         Ok(Response::new(dataset_msg(info)))
     }
 
+    async fn rollback_dataset(
+        &self,
+        req: Request<proto::RollbackDatasetRequest>,
+    ) -> Reply<proto::RollbackDatasetResponse> {
+        let r = req.into_inner();
+        let out = self.registry.rollback_to_snapshot(&r.name, &r.snapshot).await?;
+        Ok(Response::new(proto::RollbackDatasetResponse {
+            dataset: Some(dataset_msg(out.dataset)),
+            snapshot: Some(snapshot_msg(out.snapshot)),
+        }))
+    }
+
     async fn set_default(&self, req: Request<proto::SetDefaultRequest>) -> Reply<proto::Dataset> {
         let info = self.registry.set_default(&req.into_inner().name).await?;
         Ok(Response::new(dataset_msg(info)))

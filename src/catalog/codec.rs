@@ -11,6 +11,7 @@
 //! "F"                      u64  id of the default dataset
 //! "D" id:u64               DatasetRecord
 //! "S" id:u64               SnapshotRecord
+//! "R" dataset_id:u64       RollbackIntent (a rollback under way; see docs/rollback.md)
 //! ```
 //!
 //! Names are not keys: the whole catalog is small and is loaded into memory when it is opened
@@ -24,9 +25,15 @@
 //!   origin       = 0x00                                     (an original dataset)
 //!                | 0x01 dataset_id:u64                      (writable snapshot of dataset_id)
 //!                | 0x02 snapshot_id:u64 dataset_id:u64 uuid (clone of a read-only snapshot)
+//!   then optional fields, each a tag byte and its value, in tag order (records written
+//!   before rollback existed have none and read as all unset):
+//!                  0x30 database:u64   its database is `datasets/<database>` (unset: its id)
+//!                  0x31 successor:u64  a rolled-back database kept hidden for its snapshots:
+//!                                      the dataset that was rolled back
 //! SnapshotRecord = 0x01 state:u8 name:str dataset_id:u64 checkpoint:opt<uuid>
 //!                       created_ms:u64 size_bytes:u64 inodes:u64
 //! state          = 0 creating | 1 active | 2 deleted
+//! RollbackIntent = 0x01 snapshot_id:u64 hidden_id:u64 database:u64
 //! ```
 
 use uuid::Uuid;
@@ -42,6 +49,10 @@ pub const KEY_NEXT_ID: &[u8] = b"N";
 pub const KEY_DEFAULT: &[u8] = b"F";
 pub const TAG_DATASET: u8 = b'D';
 pub const TAG_SNAPSHOT: u8 = b'S';
+pub const TAG_ROLLBACK: u8 = b'R';
+
+const FIELD_DATABASE: u8 = 0x30;
+const FIELD_SUCCESSOR: u8 = 0x31;
 
 pub fn dataset_key(id: u64) -> Vec<u8> {
     tagged(TAG_DATASET, id)
@@ -49,6 +60,10 @@ pub fn dataset_key(id: u64) -> Vec<u8> {
 
 pub fn snapshot_key(id: u64) -> Vec<u8> {
     tagged(TAG_SNAPSHOT, id)
+}
+
+pub fn rollback_key(dataset_id: u64) -> Vec<u8> {
+    tagged(TAG_ROLLBACK, dataset_id)
 }
 
 fn tagged(tag: u8, id: u64) -> Vec<u8> {
@@ -60,7 +75,7 @@ fn tagged(tag: u8, id: u64) -> Vec<u8> {
 
 /// Splits a record key into its tag and id.
 pub fn parse_record_key(key: &[u8]) -> Result<(u8, u64), CodecError> {
-    if key.len() != 9 || !matches!(key[0], TAG_DATASET | TAG_SNAPSHOT) {
+    if key.len() != 9 || !matches!(key[0], TAG_DATASET | TAG_SNAPSHOT | TAG_ROLLBACK) {
         return Err(CodecError(format!("unknown catalog key {key:02x?}")));
     }
     Ok((key[0], u64::from_be_bytes(key[1..9].try_into().unwrap())))
@@ -132,6 +147,47 @@ pub struct DatasetRecord {
     pub quota: Option<u64>,
     pub created_ms: u64,
     pub origin: Option<Origin>,
+    /// The id naming its database's prefix, when it is not its own id (after a rollback).
+    pub database: Option<u64>,
+    /// Set on the hidden record of a database a rollback replaced: the dataset rolled back,
+    /// whose snapshots still live in this database.
+    pub successor: Option<u64>,
+}
+
+/// A rollback under way (written before anything is made, removed in the same batch that
+/// switches the dataset to its new database): what the next start undoes after a crash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackIntent {
+    pub dataset_id: u64,
+    pub snapshot_id: u64,
+    /// The id the replaced database's hidden record takes.
+    pub hidden_id: u64,
+    /// The id naming the new database's prefix.
+    pub database: u64,
+}
+
+impl RollbackIntent {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(RECORD_V1);
+        w.u64(self.snapshot_id);
+        w.u64(self.hidden_id);
+        w.u64(self.database);
+        w.0
+    }
+
+    pub fn decode(dataset_id: u64, v: &[u8]) -> Result<Self, CodecError> {
+        let mut r = Reader::new(v);
+        let version = r.u8()?;
+        if version != RECORD_V1 {
+            return Err(CodecError(format!(
+                "rollback record of dataset {dataset_id} has version {version}; this slatefs reads version {RECORD_V1}"
+            )));
+        }
+        let intent = RollbackIntent { dataset_id, snapshot_id: r.u64()?, hidden_id: r.u64()?, database: r.u64()? };
+        r.end()?;
+        Ok(intent)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,7 +224,20 @@ impl DatasetRecord {
                 w.uuid(checkpoint);
             }
         }
+        if let Some(db) = self.database {
+            w.u8(FIELD_DATABASE);
+            w.u64(db);
+        }
+        if let Some(s) = self.successor {
+            w.u8(FIELD_SUCCESSOR);
+            w.u64(s);
+        }
         w.0
+    }
+
+    /// The id naming the prefix of this dataset's database.
+    pub fn database_id(&self) -> u64 {
+        self.database.unwrap_or(self.id)
     }
 
     pub fn decode(id: u64, v: &[u8]) -> Result<Self, CodecError> {
@@ -193,8 +262,21 @@ impl DatasetRecord {
             }),
             x => return Err(CodecError(format!("dataset record {id}: unknown origin tag {x}"))),
         };
-        r.end()?;
-        Ok(DatasetRecord { id, state, name, quota, created_ms, origin })
+        let (mut database, mut successor) = (None, None);
+        let mut last_field = 0;
+        while !r.buf.is_empty() {
+            let field = r.u8()?;
+            if field <= last_field {
+                return Err(CodecError(format!("dataset record {id}: field {field:#x} out of order")));
+            }
+            last_field = field;
+            match field {
+                FIELD_DATABASE => database = Some(r.u64()?),
+                FIELD_SUCCESSOR => successor = Some(r.u64()?),
+                x => return Err(CodecError(format!("dataset record {id}: unknown field {x:#x}"))),
+            }
+        }
+        Ok(DatasetRecord { id, state, name, quota, created_ms, origin, database, successor })
     }
 }
 
@@ -354,6 +436,8 @@ mod tests {
                 quota: None,
                 created_ms: 1_700_000_000_000,
                 origin: None,
+                database: None,
+                successor: None,
             },
             DatasetRecord {
                 id: 7,
@@ -362,6 +446,8 @@ mod tests {
                 quota: Some(10 << 30),
                 created_ms: 5,
                 origin: Some(Origin::Dataset { dataset_id: 3 }),
+                database: Some(9),
+                successor: None,
             },
             DatasetRecord {
                 id: (1 << 24) - 1,
@@ -374,6 +460,8 @@ mod tests {
                     dataset_id: 2,
                     checkpoint: Uuid::new_v4(),
                 }),
+                database: Some(11),
+                successor: Some(4),
             },
         ];
         for r in records {
@@ -408,6 +496,8 @@ mod tests {
             quota: Some(3),
             created_ms: 4,
             origin: Some(Origin::Dataset { dataset_id: 5 }),
+            database: None,
+            successor: None,
         };
         assert_eq!(
             r.encode(),
@@ -430,6 +520,8 @@ mod tests {
             quota: None,
             created_ms: 0,
             origin: None,
+            database: None,
+            successor: None,
         }
         .encode();
         v[0] = 2;
@@ -451,5 +543,32 @@ mod tests {
         ok.push(0);
         assert!(SnapshotRecord::decode(1, &ok).unwrap_err().to_string().contains("trailing"));
         assert!(parse_record_key(b"X12345678").is_err());
+        v[0] = 1;
+        v.extend_from_slice(&[0x7f, 0, 0, 0, 0, 0, 0, 0, 1]);
+        let err = DatasetRecord::decode(1, &v).unwrap_err().to_string();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn rolled_back_records_keep_the_old_layout_as_a_prefix() {
+        let old = DatasetRecord {
+            id: 2,
+            state: RecordState::Active,
+            name: "ab".into(),
+            quota: None,
+            created_ms: 4,
+            origin: None,
+            database: None,
+            successor: None,
+        };
+        let rolled = DatasetRecord { database: Some(7), ..old.clone() };
+        let bytes = rolled.encode();
+        assert_eq!(&bytes[..old.encode().len()], old.encode().as_slice());
+        assert_eq!(&bytes[old.encode().len()..], [0x30, 0, 0, 0, 0, 0, 0, 0, 7]);
+        assert_eq!(DatasetRecord::decode(2, &bytes).unwrap().database_id(), 7);
+        assert_eq!(DatasetRecord::decode(2, &old.encode()).unwrap().database_id(), 2);
+        let intent = RollbackIntent { dataset_id: 2, snapshot_id: 3, hidden_id: 8, database: 9 };
+        assert_eq!(RollbackIntent::decode(2, &intent.encode()).unwrap(), intent);
+        assert_eq!(parse_record_key(&rollback_key(2)).unwrap(), (TAG_ROLLBACK, 2));
     }
 }

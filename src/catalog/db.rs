@@ -8,7 +8,7 @@ use std::time::Duration;
 use slatedb::config::{DbReaderOptions, Settings};
 use slatedb::{Db, DbReader, DbReaderMode, WriteBatch};
 
-use super::codec::{self, DatasetRecord, SnapshotRecord, TAG_DATASET, TAG_SNAPSHOT};
+use super::codec::{self, DatasetRecord, RollbackIntent, SnapshotRecord, TAG_DATASET, TAG_ROLLBACK, TAG_SNAPSHOT};
 use super::{CatalogError, CatalogResult};
 use crate::store::Store;
 
@@ -20,6 +20,8 @@ pub const READER_POLL: Duration = Duration::from_millis(500);
 pub struct State {
     pub datasets: BTreeMap<u64, DatasetRecord>,
     pub snapshots: BTreeMap<u64, SnapshotRecord>,
+    /// Rollbacks under way, by dataset id (docs/rollback.md).
+    pub rollbacks: BTreeMap<u64, RollbackIntent>,
     /// The next id to hand out (1 on a new catalog).
     pub next_id: u64,
     pub default: Option<u64>,
@@ -171,6 +173,9 @@ pub fn decode(kvs: &Kvs) -> CatalogResult<State> {
                 }
                 (TAG_SNAPSHOT, id) => {
                     state.snapshots.insert(id, SnapshotRecord::decode(id, value)?);
+                }
+                (TAG_ROLLBACK, id) => {
+                    state.rollbacks.insert(id, RollbackIntent::decode(id, value)?);
                 }
                 _ => unreachable!("parse_record_key only returns known tags"),
             },

@@ -61,7 +61,7 @@ mod slot;
 
 pub use codec::{DatasetRecord, Origin, RecordState, SnapshotRecord, MAX_ID};
 pub use registry::{
-    DatasetInfo, DeleteOutcome, ObjectKind, Registry, SnapshotInfo, SnapshotResult,
+    DatasetInfo, DeleteOutcome, ObjectKind, Registry, RollbackOutcome, SnapshotInfo, SnapshotResult,
 };
 
 /// The name of the default dataset created on first start.

@@ -72,6 +72,9 @@ pub enum DatasetCommand {
         snapshot: String,
         new_dataset: String,
     },
+    /// Make a dataset's contents those of one of its read-only snapshots (O(1)). Files made
+    /// since the snapshot are gone (their NFS handles answer STALE); every snapshot stays.
+    Rollback { name: String, snapshot: String },
     /// Make a dataset the default (exported as `/`).
     SetDefault { name: String },
     /// Show the default dataset.
@@ -190,6 +193,25 @@ async fn execute(c: &mut AdminClient, cmd: DatasetCommand) -> Result<Rendered, t
         DeleteSnapshot { name } => {
             let r = c.delete_snapshot(proto::DeleteSnapshotRequest { name: name.clone() }).await?.into_inner();
             deleted("snapshot", &name, &r)
+        }
+        Rollback { name, snapshot } => {
+            let r = c
+                .rollback_dataset(proto::RollbackDatasetRequest { name, snapshot })
+                .await?
+                .into_inner();
+            let (Some(d), Some(s)) = (r.dataset, r.snapshot) else {
+                return Err(tonic::Status::internal("empty reply from the server"));
+            };
+            Rendered {
+                json: json!({ "dataset": dataset_json(&d), "snapshot": snapshot_json(&s) }),
+                table: format!(
+                    "rolled dataset {} (id {}) back to snapshot {}; it now uses {}\n",
+                    d.name,
+                    d.id,
+                    s.name,
+                    human(d.used_bytes.unwrap_or(0)),
+                ),
+            }
         }
         Clone { snapshot, new_dataset } => {
             let d = c

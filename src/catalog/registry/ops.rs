@@ -87,9 +87,9 @@ impl Registry {
         let result = async {
             let (checkpoint, usage) = self.checkpoint_on_owner(src, &clone_checkpoint_name(id)).await?;
             crash::point("clone.after-checkpoint");
-            let src_path = self.store.dataset_path(src);
+            let src_path = self.db_path(src);
             self.store
-                .clone_db(&src_path, checkpoint, &self.store.dataset_path(id))
+                .clone_db(&src_path, checkpoint, &self.db_path(id))
                 .await
                 .map_err(|e| CatalogError::internal("cannot clone the dataset", e))?;
             crash::point("clone.after-clone");
@@ -124,7 +124,7 @@ impl Registry {
         crash::point("clone.after-intent");
         let result = async {
             self.store
-                .clone_db(&self.store.dataset_path(snap.dataset_id), checkpoint, &self.store.dataset_path(id))
+                .clone_db(&self.db_path(snap.dataset_id), checkpoint, &self.db_path(id))
                 .await
                 .map_err(|e| CatalogError::internal("cannot clone the snapshot", e))?;
             crash::point("clone.after-clone");

@@ -10,7 +10,7 @@ use super::*;
 use crate::cluster::proto::{self as pb, checkpoint_reply, flush_reply, stats_reply};
 use crate::cluster::{ClusterError, LocalDatasets, OnOwner};
 
-fn cluster_err(e: ClusterError) -> CatalogError {
+pub(super) fn cluster_err(e: ClusterError) -> CatalogError {
     match e {
         ClusterError::Unavailable(m) => CatalogError::Unavailable(m),
         ClusterError::Internal(m) => CatalogError::Internal(m),
@@ -143,7 +143,7 @@ impl Registry {
     async fn usage_read_only(&self, id: u64) -> CatalogResult<Usage> {
         let reader = self
             .store
-            .open_latest(&self.store.dataset_path(id))
+            .open_latest(&self.db_path(id))
             .await
             .map_err(|e| CatalogError::internal("cannot read the dataset", e))?;
         let fs = Filesystem::open_snapshot(reader).await.map_err(|e| fs_err("cannot read the dataset", e))?;
