@@ -20,6 +20,7 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub cluster: ClusterConfig,
     pub web: WebConfig,
+    pub maintenance: MaintenanceConfig,
 }
 
 /// `[web]`: the web console and its JSON API (docs/web.md). Off unless `listen` is set.
@@ -49,6 +50,55 @@ impl WebConfig {
         }
         if self.token_file.is_none() {
             bail!("web.listen needs web.token_file: the console is never served without a token");
+        }
+        Ok(())
+    }
+}
+
+/// `[maintenance]`: SlateDB's background work on every open database (compaction and garbage
+/// collection), and how long a dataset nobody uses stays open. What each costs and why the
+/// defaults are what they are: docs/object-storage.md, "Collection and polling".
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaintenanceConfig {
+    /// How often garbage collection runs on each open dataset.
+    pub gc_interval_ms: u64,
+    /// Objects younger than this are never collected (a write or compaction may still be
+    /// publishing them); at least twice a dataset's manifest poll (1 s).
+    pub gc_min_age_ms: u64,
+    /// How often an open dataset's compactor looks for work.
+    pub compaction_poll_ms: u64,
+    /// A dataset (or snapshot) no call has used for this long is closed; its next call opens
+    /// it again. 0: never closed.
+    pub idle_close_ms: u64,
+    /// How often the catalog's writer and compactor look at the store while nothing changes
+    /// (its collection runs every 10 of these, keeping objects 5 of these).
+    pub catalog_poll_ms: u64,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        MaintenanceConfig {
+            gc_interval_ms: 60_000,
+            gc_min_age_ms: 60_000,
+            compaction_poll_ms: 5_000,
+            idle_close_ms: 60_000,
+            catalog_poll_ms: 300_000,
+        }
+    }
+}
+
+impl MaintenanceConfig {
+    pub fn validate(&self) -> Result<()> {
+        for (key, value, least) in [
+            ("maintenance.gc_interval_ms", self.gc_interval_ms, 100),
+            ("maintenance.gc_min_age_ms", self.gc_min_age_ms, 2_000),
+            ("maintenance.compaction_poll_ms", self.compaction_poll_ms, 100),
+            ("maintenance.catalog_poll_ms", self.catalog_poll_ms, 1_000),
+        ] {
+            if value < least {
+                bail!("{key} must be at least {least}");
+            }
         }
         Ok(())
     }
@@ -363,6 +413,7 @@ impl Config {
         }
         self.cluster.validate()?;
         self.web.validate()?;
+        self.maintenance.validate()?;
         Ok(())
     }
 }
@@ -432,6 +483,26 @@ mod tests {
             ("token_file = \"/t\"", "need web.listen"),
         ] {
             let err = Config::parse(&format!("[web]\n{bad}\n"), Path::new("c.toml")).unwrap_err();
+            assert!(format!("{err:#}").contains(key), "{bad}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn maintenance_intervals() {
+        let c = Config::parse(
+            "[maintenance]\ngc_interval_ms = 500\ngc_min_age_ms = 2000\nidle_close_ms = 0\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!((c.maintenance.gc_interval_ms, c.maintenance.idle_close_ms), (500, 0));
+        assert_eq!(c.maintenance.catalog_poll_ms, 300_000);
+        for (bad, key) in [
+            ("gc_min_age_ms = 1000", "gc_min_age_ms"),
+            ("gc_interval_ms = 0", "gc_interval_ms"),
+            ("catalog_poll_ms = 10", "catalog_poll_ms"),
+            ("gc_every = 1", "gc_every"),
+        ] {
+            let err = Config::parse(&format!("[maintenance]\n{bad}\n"), Path::new("c.toml")).unwrap_err();
             assert!(format!("{err:#}").contains(key), "{bad}: {err:#}");
         }
     }

@@ -46,8 +46,9 @@ pub enum CatalogDb {
 }
 
 impl CatalogDb {
-    pub async fn open_owner(store: &Store) -> anyhow::Result<CatalogDb> {
-        let settings = Settings { flush_interval: Some(Duration::from_millis(50)), ..Settings::default() };
+    pub async fn open_owner(store: &Store, maintenance: &crate::config::MaintenanceConfig) -> anyhow::Result<CatalogDb> {
+        let mut settings = Settings { flush_interval: Some(Duration::from_millis(50)), ..Settings::default() };
+        crate::store::maintenance::apply_catalog(&mut settings, maintenance);
         let db = store.open_db(&store.catalog_path(), settings).await?;
         match db.get(codec::KEY_FORMAT).await? {
             Some(v) => check_format(&v)?,

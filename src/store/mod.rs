@@ -11,6 +11,8 @@ pub mod cache;
 pub mod cloud;
 pub mod faults;
 pub mod health;
+pub mod local_conditional;
+pub mod maintenance;
 pub mod metrics;
 pub mod private;
 pub mod probe;
@@ -288,6 +290,17 @@ impl Store {
         Ok(())
     }
 
+    /// One garbage collection pass over a database (open here, elsewhere or not at all), as
+    /// `opts` says: what a dataset closed for being idle gets, since its own collector stopped
+    /// with it.
+    pub async fn collect_once(&self, path: &Path, opts: slatedb::config::GarbageCollectorOptions) -> Result<()> {
+        Admin::builder(path.clone(), self.object_store.clone())
+            .build()
+            .run_gc_once(opts)
+            .await
+            .with_context(|| format!("cannot collect garbage of {path}"))
+    }
+
     /// Removes a database and its objects, releasing the checkpoints it pinned in its parents.
     /// Idempotent: deleting what is already gone succeeds.
     pub async fn delete_db(&self, path: &Path) -> Result<()> {
@@ -396,14 +409,25 @@ async fn log_requests(
 /// writes after it waited on a 1 GiB compaction (60-80 instead of 400-700 ops/s), so object
 /// stores keep 8.
 pub fn dataset_settings(flush_interval: Duration, on_local_disk: bool) -> Settings {
+    dataset_settings_with(flush_interval, on_local_disk, &crate::config::MaintenanceConfig::default())
+}
+
+/// [`dataset_settings`] with compaction and collection as `[maintenance]` says.
+pub fn dataset_settings_with(
+    flush_interval: Duration,
+    on_local_disk: bool,
+    maintenance_cfg: &crate::config::MaintenanceConfig,
+) -> Settings {
     let l0_max_ssts = if on_local_disk { 16 } else { 8 };
-    Settings {
+    let mut settings = Settings {
         flush_interval: Some(flush_interval),
         max_unflushed_bytes: 256 << 20,
         l0_max_ssts,
         l0_max_ssts_per_key: l0_max_ssts,
         ..Settings::default()
-    }
+    };
+    maintenance::apply_dataset(&mut settings, maintenance_cfg);
+    settings
 }
 
 impl Store {

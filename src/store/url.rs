@@ -52,8 +52,10 @@ fn resolve_local(rest: &str) -> Result<ResolvedStore> {
     let dir = dir.canonicalize()?;
     let fs = LocalFileSystem::new_with_prefix(&dir)
         .with_context(|| format!("cannot open the store directory {}", dir.display()))?;
+    // SlateDB's garbage collector needs conditional updates, which LocalFileSystem lacks.
+    let store = super::local_conditional::LocalConditionalStore::new(Arc::new(fs), dir.clone());
     Ok(ResolvedStore {
-        object_store: Arc::new(fs),
+        object_store: Arc::new(store),
         root: Path::from(""),
         local_dir: Some(dir),
         probe_store: None,

@@ -36,7 +36,7 @@ use super::slot::{Slot, SlotState};
 use super::{validate_name, CatalogError, CatalogResult, ROOT_DATASET};
 use crate::config::{Config, DurabilityMode, StorageConfig};
 use crate::fs::{Filesystem, FsOptions, Health, Usage, DEFAULT_CHUNK_SIZE};
-use crate::store::{dataset_settings, Store};
+use crate::store::{dataset_settings_with, Store};
 
 /// What to do with a cached dataset writer that another process has fenced.
 #[derive(Debug, Clone, Copy)]
@@ -124,6 +124,10 @@ pub struct Registry {
     /// How this process reaches the store (endpoint, region…), for checks of other
     /// credentials against the same store (CSI secrets).
     storage: StorageConfig,
+    /// Compaction, collection and idle closing of the databases this process opens.
+    maintenance: crate::config::MaintenanceConfig,
+    /// When each open dataset or snapshot was last asked for (`open::close_idle`).
+    last_used: std::sync::Mutex<HashMap<u64, std::time::Instant>>,
     /// Several servers on this store: datasets are written only by their owner.
     cluster: Option<Arc<crate::cluster::Cluster>>,
 }
@@ -169,7 +173,7 @@ impl Registry {
         use crate::config::CatalogRole;
         let (db, state) = match (config.catalog.role, &cluster) {
             (CatalogRole::Owner, _) => {
-                let db = CatalogDb::open_owner(&store).await?;
+                let db = CatalogDb::open_owner(&store, &config.maintenance).await?;
                 let state = db.load().await?;
                 (db, state)
             }
@@ -191,8 +195,14 @@ impl Registry {
             flush_interval: Duration::from_millis(config.durability.flush_interval_ms),
             closed: AtomicBool::new(false),
             storage: config.storage.clone(),
+            maintenance: config.maintenance.clone(),
+            last_used: std::sync::Mutex::new(HashMap::new()),
             cluster: cluster.clone(),
         });
+        if registry.maintenance.idle_close_ms > 0 {
+            let idle = Duration::from_millis(registry.maintenance.idle_close_ms);
+            tokio::spawn(open::close_idle(Arc::downgrade(&registry), idle));
+        }
         if let Some(c) = &cluster {
             let local: Arc<dyn crate::cluster::LocalDatasets> = registry.clone();
             c.set_local(Arc::downgrade(&local));

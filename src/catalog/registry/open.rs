@@ -38,6 +38,7 @@ impl Registry {
     pub(super) async fn filesystem_with(&self, id: u64, reacquire: Reacquire) -> CatalogResult<Arc<Filesystem>> {
         self.check_open()?;
         self.object_kind(id).await?;
+        self.last_used.lock().unwrap().insert(id, std::time::Instant::now());
         let slot = self.slot(id);
         crate::store::wait::bounded_read(self.filesystem_in_slot(&slot, id, reacquire)).await
     }
@@ -138,7 +139,7 @@ impl Registry {
         quota: Option<u64>,
     ) -> impl std::future::Future<Output = CatalogResult<Arc<Filesystem>>> + Send + 'static {
         let store = self.store.clone();
-        let settings = dataset_settings(self.flush_interval, self.store.is_local());
+        let settings = dataset_settings_with(self.flush_interval, self.store.is_local(), &self.maintenance);
         let opts = FsOptions { durability: self.durability, chunk_size: DEFAULT_CHUNK_SIZE, quota };
         async move {
             let db = store
@@ -175,4 +176,69 @@ impl Registry {
         }
     }
 
+    /// Closes every open dataset and snapshot that no call asked for in `idle` and that no
+    /// call holds now: an open dataset's writer and compactor poll the store every second or
+    /// so, which an idle server must not pay for. Its next call opens it again (its WAL was
+    /// flushed at close, so nothing is replayed but the tail). A slot being opened or used
+    /// under its lock is left for the next pass.
+    pub(super) async fn close_idle_once(&self, idle: std::time::Duration) {
+        let slots: Vec<(u64, Slot)> = self.open.lock().unwrap().iter().map(|(id, s)| (*id, s.clone())).collect();
+        for (id, slot) in slots {
+            if !self.idle_for(id, idle) {
+                continue;
+            }
+            let Ok(mut guard) = slot.try_lock() else { continue };
+            let Some(fs) = guard.get() else { continue };
+            // Calls get their filesystem under the slot lock, which is held here: the slot's
+            // reference and `fs` are the only ones unless a call still has it.
+            if Arc::strong_count(&fs) > 2 || !self.idle_for(id, idle) {
+                continue;
+            }
+            *guard = SlotState::Closed;
+            if let Err(e) = fs.close().await {
+                tracing::warn!("closing idle {id}: {e}");
+                continue;
+            }
+            tracing::debug!("closed {id}: unused for {} ms", idle.as_millis());
+            // Its collector stopped with it: one last pass removes what its last compactions
+            // left, instead of keeping it until the dataset is next opened.
+            // A task of its own, with bounded retries: a store that is away must not hold up
+            // the closing of other datasets.
+            drop(guard);
+            if let Ok(ObjectKind::Dataset) = self.object_kind(id).await {
+                let mut opts = crate::store::maintenance::collector(
+                    std::time::Duration::from_millis(self.maintenance.gc_interval_ms),
+                    std::time::Duration::from_millis(self.maintenance.gc_min_age_ms),
+                );
+                opts.object_store_max_retries = Some(3);
+                let (store, path) = (self.store.clone(), self.store.dataset_path(id));
+                tokio::spawn(async move {
+                    if let Err(e) = store.collect_once(&path, opts).await {
+                        tracing::warn!("collecting dataset {id} after closing it: {e:#}");
+                    }
+                });
+            }
+        }
+    }
+
+    /// Whether `id` went unasked for `idle`; an id never asked for starts its clock now.
+    fn idle_for(&self, id: u64, idle: std::time::Duration) -> bool {
+        let now = std::time::Instant::now();
+        let mut last = self.last_used.lock().unwrap();
+        now.duration_since(*last.entry(id).or_insert(now)) >= idle
+    }
+}
+
+/// Runs [`Registry::close_idle_once`] a few times per `idle` until the registry is gone or
+/// shut down.
+pub(super) async fn close_idle(registry: Weak<Registry>, idle: std::time::Duration) {
+    let tick = (idle / 4).max(std::time::Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(tick).await;
+        let Some(r) = registry.upgrade() else { return };
+        if r.closed.load(Ordering::Acquire) {
+            return;
+        }
+        r.close_idle_once(idle).await;
+    }
 }
