@@ -28,6 +28,16 @@
 //!                       created_ms:u64 size_bytes:u64 inodes:u64
 //! state          = 0 creating | 1 active | 2 deleted
 //! ```
+//!
+//! Both records may be followed by extensions, `tag:u8 len:u16 body`, which a reader skips
+//! when it does not know the tag (so a later field never makes a record unreadable here), and
+//! which are written only when they hold something (so a record without them is byte for byte
+//! what earlier releases wrote, and those releases still read it):
+//! ```text
+//! 0x01 kubernetes = namespace:str name:str content:str
+//!        (DatasetRecord: the PersistentVolumeClaim and its PersistentVolume;
+//!         SnapshotRecord: the VolumeSnapshot and its VolumeSnapshotContent)
+//! ```
 
 use uuid::Uuid;
 
@@ -36,6 +46,51 @@ pub const CATALOG_FORMAT: u32 = 1;
 pub const MAX_ID: u64 = 1 << 24;
 
 const RECORD_V1: u8 = 1;
+const EXT_KUBERNETES: u8 = 1;
+
+/// The Kubernetes object a dataset or snapshot was made for (the names people know it by),
+/// from the metadata csi-provisioner and csi-snapshotter pass with `--extra-create-metadata`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KubernetesRef {
+    /// The PersistentVolumeClaim's (VolumeSnapshot's) namespace.
+    pub namespace: String,
+    /// The PersistentVolumeClaim's (VolumeSnapshot's) name.
+    pub name: String,
+    /// The PersistentVolume's (VolumeSnapshotContent's) name.
+    pub content: String,
+}
+
+impl KubernetesRef {
+    fn encode_ext(r: &Option<KubernetesRef>, w: &mut Writer) {
+        let Some(r) = r else { return };
+        let mut body = Writer::new();
+        body.str(&r.namespace);
+        body.str(&r.name);
+        body.str(&r.content);
+        w.ext(EXT_KUBERNETES, &body.0);
+    }
+
+    fn decode_body(body: &[u8]) -> Result<KubernetesRef, CodecError> {
+        let mut r = Reader::new(body);
+        let k = KubernetesRef { namespace: r.str()?, name: r.str()?, content: r.str()? };
+        r.end()?;
+        Ok(k)
+    }
+}
+
+/// Reads the extensions after a record's fixed fields: the Kubernetes names, if present.
+fn decode_extensions(r: &mut Reader<'_>) -> Result<Option<KubernetesRef>, CodecError> {
+    let mut kubernetes = None;
+    while !r.buf.is_empty() {
+        let tag = r.u8()?;
+        let len = u16::from_be_bytes(r.take(2)?.try_into().unwrap()) as usize;
+        let body = r.take(len)?;
+        if tag == EXT_KUBERNETES {
+            kubernetes = Some(KubernetesRef::decode_body(body)?);
+        }
+    }
+    Ok(kubernetes)
+}
 
 pub const KEY_FORMAT: &[u8] = b"V";
 pub const KEY_NEXT_ID: &[u8] = b"N";
@@ -132,6 +187,7 @@ pub struct DatasetRecord {
     pub quota: Option<u64>,
     pub created_ms: u64,
     pub origin: Option<Origin>,
+    pub kubernetes: Option<KubernetesRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,6 +201,7 @@ pub struct SnapshotRecord {
     pub created_ms: u64,
     pub size_bytes: u64,
     pub inodes: u64,
+    pub kubernetes: Option<KubernetesRef>,
 }
 
 impl DatasetRecord {
@@ -168,6 +225,7 @@ impl DatasetRecord {
                 w.uuid(checkpoint);
             }
         }
+        KubernetesRef::encode_ext(&self.kubernetes, &mut w);
         w.0
     }
 
@@ -193,8 +251,8 @@ impl DatasetRecord {
             }),
             x => return Err(CodecError(format!("dataset record {id}: unknown origin tag {x}"))),
         };
-        r.end()?;
-        Ok(DatasetRecord { id, state, name, quota, created_ms, origin })
+        let kubernetes = decode_extensions(&mut r)?;
+        Ok(DatasetRecord { id, state, name, quota, created_ms, origin, kubernetes })
     }
 }
 
@@ -215,6 +273,7 @@ impl SnapshotRecord {
         w.u64(self.created_ms);
         w.u64(self.size_bytes);
         w.u64(self.inodes);
+        KubernetesRef::encode_ext(&self.kubernetes, &mut w);
         w.0
     }
 
@@ -237,8 +296,8 @@ impl SnapshotRecord {
         let created_ms = r.u64()?;
         let size_bytes = r.u64()?;
         let inodes = r.u64()?;
-        r.end()?;
-        Ok(SnapshotRecord { id, state, name, dataset_id, checkpoint, created_ms, size_bytes, inodes })
+        let kubernetes = decode_extensions(&mut r)?;
+        Ok(SnapshotRecord { id, state, name, dataset_id, checkpoint, created_ms, size_bytes, inodes, kubernetes })
     }
 }
 
@@ -291,6 +350,12 @@ impl Writer {
     }
     fn uuid(&mut self, u: Uuid) {
         self.0.extend_from_slice(u.as_bytes());
+    }
+    fn ext(&mut self, tag: u8, body: &[u8]) {
+        let len = u16::try_from(body.len()).expect("extensions are small");
+        self.u8(tag);
+        self.0.extend_from_slice(&len.to_be_bytes());
+        self.0.extend_from_slice(body);
     }
 }
 
@@ -354,6 +419,7 @@ mod tests {
                 quota: None,
                 created_ms: 1_700_000_000_000,
                 origin: None,
+                kubernetes: None,
             },
             DatasetRecord {
                 id: 7,
@@ -362,6 +428,7 @@ mod tests {
                 quota: Some(10 << 30),
                 created_ms: 5,
                 origin: Some(Origin::Dataset { dataset_id: 3 }),
+                kubernetes: Some(KubernetesRef { namespace: "shop".into(), name: "data".into(), content: "pvc-1".into() }),
             },
             DatasetRecord {
                 id: (1 << 24) - 1,
@@ -374,6 +441,7 @@ mod tests {
                     dataset_id: 2,
                     checkpoint: Uuid::new_v4(),
                 }),
+                kubernetes: Some(KubernetesRef { namespace: "n".repeat(63), name: "x".repeat(253), content: String::new() }),
             },
         ];
         for r in records {
@@ -393,6 +461,7 @@ mod tests {
                 created_ms: 99,
                 size_bytes: 200 << 20,
                 inodes: 17,
+                kubernetes: checkpoint.map(|_| KubernetesRef { namespace: "shop".into(), name: "nightly".into(), content: "snapcontent-1".into() }),
             };
             assert_eq!(SnapshotRecord::decode(12, &r.encode()).unwrap(), r);
         }
@@ -408,6 +477,7 @@ mod tests {
             quota: Some(3),
             created_ms: 4,
             origin: Some(Origin::Dataset { dataset_id: 5 }),
+            kubernetes: None,
         };
         assert_eq!(
             r.encode(),
@@ -422,6 +492,23 @@ mod tests {
     }
 
     #[test]
+    fn records_written_before_names_existed_decode_unchanged() {
+        // The layout_is_stable bytes: a record of an earlier release, without extensions.
+        let old = [1, 1, 0, 2, b'a', b'b', 1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0, 5];
+        let r = DatasetRecord::decode(2, &old).unwrap();
+        assert_eq!((r.name.as_str(), r.quota, r.kubernetes.is_none()), ("ab", Some(3), true));
+        assert_eq!(r.encode(), old, "a record without names is written as before");
+        let named = DatasetRecord {
+            kubernetes: Some(KubernetesRef { namespace: "ns".into(), name: "db".into(), content: "pv".into() }),
+            ..r
+        };
+        let bytes = named.encode();
+        assert_eq!(&bytes[..old.len()], &old[..]);
+        assert_eq!(&bytes[old.len()..], &[1, 0, 13, 0, 2, b'n', b's', 0, 2, b'd', b'b', 0, 2, b'p', b'v']);
+        assert_eq!(DatasetRecord::decode(2, &bytes).unwrap(), named);
+    }
+
+    #[test]
     fn unknown_versions_and_garbage_are_refused() {
         let mut v = DatasetRecord {
             id: 1,
@@ -430,6 +517,7 @@ mod tests {
             quota: None,
             created_ms: 0,
             origin: None,
+            kubernetes: None,
         }
         .encode();
         v[0] = 2;
@@ -446,10 +534,14 @@ mod tests {
             created_ms: 0,
             size_bytes: 0,
             inodes: 0,
+            kubernetes: None,
         }
         .encode();
+        // An extension cut short is refused; an unknown one is skipped.
         ok.push(0);
-        assert!(SnapshotRecord::decode(1, &ok).unwrap_err().to_string().contains("trailing"));
+        assert!(SnapshotRecord::decode(1, &ok).unwrap_err().to_string().contains("truncated"));
+        ok.extend_from_slice(&[0, 2, 9, 9]);
+        assert_eq!(SnapshotRecord::decode(1, &ok).unwrap().kubernetes, None);
         assert!(parse_record_key(b"X12345678").is_err());
     }
 }

@@ -59,9 +59,9 @@ mod db;
 pub mod registry;
 mod slot;
 
-pub use codec::{DatasetRecord, Origin, RecordState, SnapshotRecord, MAX_ID};
+pub use codec::{DatasetRecord, KubernetesRef, Origin, RecordState, SnapshotRecord, MAX_ID};
 pub use registry::{
-    DatasetInfo, DeleteOutcome, ObjectKind, Registry, SnapshotInfo, SnapshotResult,
+    checked_kubernetes_ref, DatasetInfo, DeleteOutcome, Inventory, ObjectKind, Registry, SnapshotInfo, SnapshotResult,
 };
 
 /// The name of the default dataset created on first start.
