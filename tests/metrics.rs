@@ -28,3 +28,10 @@ pub fn server_with_metrics() -> (Server, String) {
     });
     (server, format!("http://127.0.0.1:{port}/metrics"))
 }
+
+/// `slatefs dataset --admin <server's socket> ARGS…`.
+pub fn dataset_cli(server: &Server, args: &[&str]) -> std::process::Output {
+    let mut all = vec!["dataset", "--admin", &server.admin];
+    all.extend_from_slice(args);
+    server.cli(&all)
+}

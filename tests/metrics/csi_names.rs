@@ -12,7 +12,7 @@ use tonic::Code;
 use crate::csi::Plugin;
 use crate::prometheus::scrape;
 use crate::server::{free_port, s3};
-use crate::server_with_metrics;
+use crate::{dataset_cli, server_with_metrics};
 
 fn secrets() -> HashMap<String, String> {
     match s3::StoreKind::from_env() {
@@ -70,14 +70,14 @@ async fn provisioner_metadata_names_datasets_and_snapshots_everywhere() {
     assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
     assert!(err.message().contains("Not A Name"), "{}", err.message());
 
-    let info = json_of(server.cli(&["dataset", "info", "pvc-7f3c", "-o", "json"]));
+    let info = json_of(dataset_cli(&server, &["info", "pvc-7f3c", "-o", "json"]));
     assert_eq!(info["kubernetes"]["namespace"], "shop");
     assert_eq!(info["kubernetes"]["persistentvolumeclaim"], "orders-db");
     assert_eq!(info["kubernetes"]["persistentvolume"], "pvc-7f3c");
-    let list = server.cli(&["dataset", "list"]);
+    let list = dataset_cli(&server, &["list"]);
     let table = String::from_utf8_lossy(&list.stdout);
     assert!(table.lines().any(|l| l.starts_with("pvc-7f3c ") && l.contains("shop/orders-db")), "{table}");
-    let listed = json_of(server.cli(&["dataset", "list", "-o", "json"]));
+    let listed = json_of(dataset_cli(&server, &["list", "-o", "json"]));
     assert!(listed.as_array().unwrap().iter().all(|d| d["name"] != "pvc-bad"), "{listed}");
     let root = listed.as_array().unwrap().iter().find(|d| d["name"] == "root").unwrap();
     assert_eq!(root["kubernetes"], Value::Null);
@@ -93,7 +93,7 @@ async fn provisioner_metadata_names_datasets_and_snapshots_everywhere() {
         ]),
     };
     c.create_snapshot(snap).await.unwrap();
-    let snaps = json_of(server.cli(&["dataset", "list-snapshots", "pvc-7f3c", "-o", "json"]));
+    let snaps = json_of(dataset_cli(&server, &["list-snapshots", "pvc-7f3c", "-o", "json"]));
     let s = &snaps.as_array().unwrap()[0];
     assert_eq!(s["kubernetes"]["volumesnapshot"], "orders-nightly");
     assert_eq!(s["kubernetes"]["namespace"], "shop");

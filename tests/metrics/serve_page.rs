@@ -3,14 +3,14 @@
 
 use crate::nfs;
 use crate::prometheus::scrape;
-use crate::server_with_metrics;
+use crate::{dataset_cli, server_with_metrics};
 
 const CHUNK: usize = 64 * 1024;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nfs_traffic_moves_the_counters_of_its_dataset_and_snapshot() {
     let (server, url) = server_with_metrics();
-    let out = server.cli(&["dataset", "create", "projects", "--quota", "1Gi"]);
+    let out = dataset_cli(&server, &["create", "projects", "--quota", "1Gi"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let before = scrape(&url);
@@ -59,7 +59,7 @@ async fn nfs_traffic_moves_the_counters_of_its_dataset_and_snapshot() {
     assert!(after.one("slatefs_dataset_used_inodes", &[("dataset", "projects")]) >= 2.0);
 
     // A read-only snapshot: in the catalog families, and its export counts under its own name.
-    let out = server.cli(&["dataset", "snapshot", "projects", "monday", "--readonly"]);
+    let out = dataset_cli(&server, &["snapshot", "projects", "monday", "--readonly"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let mut s = nfs::Client::mount(server.nfs_port, "/projects@monday").await.unwrap();
     let sroot = s.root.clone();
