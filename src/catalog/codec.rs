@@ -504,7 +504,7 @@ mod tests {
         };
         let bytes = named.encode();
         assert_eq!(&bytes[..old.len()], &old[..]);
-        assert_eq!(&bytes[old.len()..], &[1, 0, 13, 0, 2, b'n', b's', 0, 2, b'd', b'b', 0, 2, b'p', b'v']);
+        assert_eq!(&bytes[old.len()..], &[1, 0, 12, 0, 2, b'n', b's', 0, 2, b'd', b'b', 0, 2, b'p', b'v']);
         assert_eq!(DatasetRecord::decode(2, &bytes).unwrap(), named);
     }
 
