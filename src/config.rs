@@ -152,6 +152,10 @@ pub struct StorageConfig {
     /// I/O error (NFS3ERR_IO) instead of JUKEBOX. 0: never (JUKEBOX for as long as it lasts).
     /// Default 300000 (5 min).
     pub io_error_after_ms: Option<u64>,
+    /// `file://` stores: free space on the disk below which changes that need space answer
+    /// NFS3ERR_NOSPC (removes go on until a quarter of it is left); bytes or with a unit.
+    /// Default 256MiB, at most a tenth of the disk. See `store::space`.
+    pub space_reserve: Option<String>,
 }
 
 /// Default `[storage] memory_cache_size`: the SST cache shared by every dataset of a process.
@@ -169,6 +173,11 @@ impl StorageConfig {
             Some(s) => parse_size(s).context("storage.memory_cache_size"),
             None => Ok(DEFAULT_MEMORY_CACHE_BYTES),
         }
+    }
+
+    /// `space_reserve` in bytes; `None`: the default of `store::space`.
+    pub fn space_reserve_bytes(&self) -> Result<Option<u64>> {
+        self.space_reserve.as_deref().map(|s| parse_size(s).context("storage.space_reserve")).transpose()
     }
 
     /// `cache_size` in bytes (default 16 GiB).
@@ -194,6 +203,7 @@ impl Default for StorageConfig {
             memory_cache_size: None,
             unavailable_after_ms: None,
             io_error_after_ms: None,
+            space_reserve: None,
         }
     }
 }

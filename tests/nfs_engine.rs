@@ -16,6 +16,9 @@ mod limits;
 /// chown rules and the `.snapshots` directory's place in the namespace.
 #[path = "nfs_engine/posix.rs"]
 mod posix;
+/// Handles of files lost in a crash never name a file created later.
+#[path = "nfs_engine/handles.rs"]
+mod handles;
 
 use nfs::*;
 use server::{Server, ServerOptions};

@@ -115,7 +115,7 @@ impl Filesystem {
         if changed {
             inode.ctime = now;
             batch.put_inode(&inode);
-            let seq = self.commit(batch, Delta { bytes: delta, inodes: 0 }).await?;
+            let seq = self.commit(batch, Delta { bytes: delta, ..Delta::default() }).await?;
             drop(guard);
             self.settle(seq).await?;
         }

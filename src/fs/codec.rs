@@ -207,16 +207,21 @@ pub struct Superblock {
     pub next_ino: u64,
     pub used_bytes: u64,
     pub used_inodes: u64,
+    /// Inode numbers below this may have been handed out (see `ino_alloc`); a writer that
+    /// opens the dataset starts allocating here. Absent from records written before it
+    /// existed, which read it as `next_ino`.
+    pub ino_ceiling: u64,
 }
 
 impl Superblock {
     pub fn encode(&self) -> Bytes {
-        let mut b = BytesMut::with_capacity(32);
+        let mut b = BytesMut::with_capacity(40);
         b.put_u8(FORMAT_V1);
         b.put_u32(self.chunk_size);
         b.put_u64(self.next_ino);
         b.put_u64(self.used_bytes);
         b.put_u64(self.used_inodes);
+        b.put_u64(self.ino_ceiling);
         b.freeze()
     }
 
@@ -225,12 +230,9 @@ impl Superblock {
         if r.u8()? != FORMAT_V1 {
             return Err(corrupt("superblock format"));
         }
-        Ok(Superblock {
-            chunk_size: r.u32()?,
-            next_ino: r.u64()?,
-            used_bytes: r.u64()?,
-            used_inodes: r.u64()?,
-        })
+        let (chunk_size, next_ino, used_bytes, used_inodes) = (r.u32()?, r.u64()?, r.u64()?, r.u64()?);
+        let ino_ceiling = if r.0.is_empty() { next_ino } else { r.u64()? };
+        Ok(Superblock { chunk_size, next_ino, used_bytes, used_inodes, ino_ceiling })
     }
 }
 
@@ -319,6 +321,15 @@ mod tests {
         };
         assert_eq!(Inode::decode(7, &i.encode()).unwrap(), i);
         assert!(Inode::decode(7, &i.encode()[..20]).is_err());
+    }
+
+    #[test]
+    fn superblock_round_trip_and_records_without_a_ceiling() {
+        let sb = Superblock { chunk_size: 4096, next_ino: 9, used_bytes: 5, used_inodes: 3, ino_ceiling: 4105 };
+        assert_eq!(Superblock::decode(&sb.encode()).unwrap(), sb);
+        // A record of a release before the ceiling: everything below next_ino was handed out.
+        let old = &sb.encode()[..29];
+        assert_eq!(Superblock::decode(old).unwrap(), Superblock { ino_ceiling: 9, ..sb });
     }
 
     #[test]

@@ -104,7 +104,7 @@ impl Committer {
         }
     }
 
-    async fn make_durable(&self, db: &Db, seq: u64) -> FsResult<()> {
+    pub(super) async fn make_durable(&self, db: &Db, seq: u64) -> FsResult<()> {
         let start = Instant::now();
         let result = self.wait_durable(db, seq).await;
         crate::metrics::events::DURABILITY_WAIT.record(start.elapsed());

@@ -91,7 +91,7 @@ impl Filesystem {
             }
         }
         batch.put_inode(&inode);
-        let seq = self.commit(batch, Delta { bytes: delta, inodes: 0 }).await?;
+        let seq = self.commit(batch, Delta { bytes: delta, ..Delta::default() }).await?;
         drop(_g);
         self.settle(seq).await?;
         Ok(inode)

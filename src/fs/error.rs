@@ -25,6 +25,9 @@ pub enum FsError {
     Invalid(&'static str),
     #[error("no space left (dataset quota reached)")]
     NoSpace,
+    /// The disk under a local store is (nearly) full (`store::space`): nothing was written.
+    #[error("no space left in the object store: {0}")]
+    StoreFull(String),
     #[error("file too large")]
     TooBig,
     #[error("read-only filesystem")]
@@ -58,5 +61,19 @@ impl From<crate::store::wait::GaveUp> for FsError {
             crate::store::wait::GaveUp::Unavailable(m) => FsError::Unavailable(m),
             crate::store::wait::GaveUp::Unreachable(m) => FsError::Io(m),
         }
+    }
+}
+
+/// Refuses a change before anything of it is written when the store has no room for it
+/// (`store::space`); `frees`: the change releases space (a remove, a truncation), which is
+/// still written while the room is low so that space can be freed.
+pub fn check_room(frees: bool) -> FsResult<()> {
+    use crate::store::space::Room;
+    match crate::store::space::room() {
+        Room::Enough => Ok(()),
+        Room::Low { .. } if frees => Ok(()),
+        Room::Low { free, reserve } | Room::Exhausted { free, reserve } => Err(FsError::StoreFull(format!(
+            "{free} bytes free on the store's disk, storage.space_reserve is {reserve}"
+        ))),
     }
 }

@@ -13,6 +13,7 @@ pub mod codec;
 mod commit;
 mod data;
 pub mod error;
+mod ino_alloc;
 mod inode_cache;
 mod namespace;
 pub mod perm;
@@ -86,6 +87,10 @@ pub struct Filesystem {
     quota: AtomicU64,
     purge_wake: Arc<Notify>,
     closed: AtomicBool,
+    /// Numbers below this have a durable ceiling above them and may be handed out
+    /// (`ino_alloc`).
+    ino_usable: AtomicU64,
+    ino_reserving: Mutex<()>,
 }
 
 /// What a batch changes in the dataset's usage figures.
@@ -93,16 +98,21 @@ pub struct Filesystem {
 struct Delta {
     bytes: i64,
     inodes: i64,
+    /// The change releases space even though the figures may not move (removing one of
+    /// several links): it is written while the store's room is low (`error::check_room`).
+    frees: bool,
 }
 
 impl Filesystem {
     /// Opens a dataset's database for writing, formatting it when it is new.
     pub async fn open(db: Db, opts: FsOptions) -> FsResult<Arc<Filesystem>> {
-        let sb = match db.get(codec::superblock_key()).await? {
+        let mut sb = match db.get(codec::superblock_key()).await? {
             Some(v) => Superblock::decode(&v)?,
             None => format(&db, opts.chunk_size).await?,
         };
+        let usable = ino_alloc::resume(&mut sb);
         let fs = Arc::new(Filesystem::build(Backend::Writer(db), opts.durability, sb));
+        fs.ino_usable.store(usable, Ordering::Release);
         fs.set_quota(opts.quota);
         tokio::spawn(purge_orphans(Arc::downgrade(&fs)));
         Ok(fs)
@@ -129,6 +139,8 @@ impl Filesystem {
             quota: AtomicU64::new(0),
             purge_wake: Arc::new(Notify::new()),
             closed: AtomicBool::new(false),
+            ino_usable: AtomicU64::new(0),
+            ino_reserving: Mutex::new(()),
         }
     }
 
@@ -236,16 +248,6 @@ impl Filesystem {
         self.backend.writer()
     }
 
-    async fn alloc_ino(&self) -> FsResult<u64> {
-        let mut sb = self.counters.lock().await;
-        let ino = sb.next_ino;
-        if ino > MAX_INO {
-            return Err(FsError::NoSpace);
-        }
-        sb.next_ino += 1;
-        Ok(ino)
-    }
-
     pub(crate) async fn load(&self, ino: u64) -> FsResult<Inode> {
         if ino == 0 || ino > MAX_INO {
             return Err(FsError::Stale);
@@ -271,6 +273,7 @@ impl Filesystem {
     async fn commit(&self, changes: Changes, delta: Delta) -> FsResult<u64> {
         let Changes { mut batch, inodes } = changes;
         let db = self.writable()?;
+        error::check_room(delta.frees || delta.bytes < 0 || delta.inodes < 0)?;
         let mut sb = self.counters.lock().await;
         let mut next = *sb;
         next.used_bytes = apply(sb.used_bytes, delta.bytes);
@@ -322,7 +325,13 @@ async fn format(db: &Db, chunk_size: u32) -> FsResult<Superblock> {
         next_cookie: codec::FIRST_ENTRY_COOKIE,
         symlink: Vec::new(),
     };
-    let sb = Superblock { chunk_size, next_ino: ROOT_INO + 1, used_bytes: 0, used_inodes: 1 };
+    let sb = Superblock {
+        chunk_size,
+        next_ino: ROOT_INO + 1,
+        used_bytes: 0,
+        used_inodes: 1,
+        ino_ceiling: ROOT_INO + 1,
+    };
     let mut batch = WriteBatch::new();
     batch.put(codec::inode_key(ROOT_INO), root.encode());
     batch.put(codec::superblock_key(), sb.encode());

@@ -156,7 +156,7 @@ impl Filesystem {
         d.ctime = now;
         batch.put_inode(&inode);
         batch.put_inode(&d);
-        let seq = self.commit(batch, Delta { bytes: 0, inodes: 1 }).await?;
+        let seq = self.commit(batch, Delta { inodes: 1, ..Delta::default() }).await?;
         drop(_ns);
         self.settle(seq).await?;
         Ok(inode)
@@ -259,7 +259,7 @@ impl Filesystem {
         d.ctime = now;
         batch.put_inode(&d);
         let (delta, orphaned) = Self::release_link(&mut batch, c, now);
-        let seq = self.commit(batch, delta).await?;
+        let seq = self.commit(batch, Delta { frees: true, ..delta }).await?;
         drop((_c, _ns));
         self.settle(seq).await?;
         if orphaned {
@@ -282,7 +282,7 @@ impl Filesystem {
         if orphaned {
             batch.put(codec::orphan_key(c.ino), bytes::Bytes::from_static(&[codec::FORMAT_V1]));
         }
-        (Delta { bytes: -(c.stored as i64), inodes: -1 }, orphaned)
+        (Delta { bytes: -(c.stored as i64), inodes: -1, frees: true }, orphaned)
     }
 
     async fn dir_is_empty(&self, dir: u64) -> FsResult<bool> {

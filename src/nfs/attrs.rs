@@ -18,7 +18,7 @@ pub fn status(e: FsError) -> nfsstat3 {
         FsError::Perm => nfsstat3::NFS3ERR_PERM,
         FsError::NameTooLong => nfsstat3::NFS3ERR_NAMETOOLONG,
         FsError::Invalid(_) => nfsstat3::NFS3ERR_INVAL,
-        FsError::NoSpace => nfsstat3::NFS3ERR_NOSPC,
+        FsError::NoSpace | FsError::StoreFull(_) => nfsstat3::NFS3ERR_NOSPC,
         FsError::TooBig => nfsstat3::NFS3ERR_FBIG,
         FsError::ReadOnly => nfsstat3::NFS3ERR_ROFS,
         FsError::Stale => nfsstat3::NFS3ERR_STALE,

@@ -14,6 +14,7 @@ pub mod health;
 pub mod metrics;
 pub mod private;
 pub mod probe;
+pub mod space;
 pub mod url;
 pub mod wait;
 pub mod memory_cache;
@@ -75,6 +76,7 @@ impl Store {
         let mut store =
             Store::from_parts(resolved.object_store, resolved.root, resolved.local_dir, &cfg.url);
         store.memory_cache = memory_cache::MemoryCache::new(cfg.memory_cache_size_bytes()?);
+        space::install(store.local_dir.as_deref(), cfg.space_reserve_bytes()?);
         if let (Some(dir), None) = (&cfg.cache_dir, &store.local_dir) {
             let c = cache::ReadCache::new(dir, &cfg.url, cfg.endpoint.as_deref(), cfg.cache_size_bytes()?);
             // Cached SST parts are dataset data: private like a local store.
