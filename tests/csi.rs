@@ -19,6 +19,8 @@ mod server;
 mod store;
 #[path = "csi/deleted_source.rs"]
 mod deleted_source;
+#[path = "csi/modify.rs"]
+mod modify;
 
 use std::collections::HashMap;
 
@@ -242,6 +244,7 @@ async fn controller_capabilities() {
         T::GetVolume,
         T::VolumeCondition,
         T::SingleNodeMultiWriter,
+        T::ModifyVolume,
     ];
     want.sort_by_key(|t| *t as i32);
     assert_eq!(got, want);

@@ -668,6 +668,8 @@ fn image_of<'a>(spec: &'a PodSpec, name: &str) -> &'a str {
 
 #[path = "k8s_packaging/cluster.rs"]
 mod cluster;
+#[path = "k8s_packaging/modify_volume.rs"]
+mod modify_volume;
 
 #[test]
 fn chart_renders_and_lints_cleanly_with_a_real_helm_engine() {

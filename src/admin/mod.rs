@@ -7,6 +7,7 @@
 //! `authorization: Bearer <token>`, whatever the transport.
 
 pub mod client;
+pub mod policies;
 pub mod server;
 pub mod store_access;
 pub mod tls;

@@ -196,6 +196,18 @@ impl proto::admin_server::Admin for AdminService {
         Ok(Response::new(dataset_msg(info)))
     }
 
+    async fn rollback_dataset(
+        &self,
+        req: Request<proto::RollbackDatasetRequest>,
+    ) -> Reply<proto::RollbackDatasetResponse> {
+        let r = req.into_inner();
+        let out = self.registry.rollback_to_snapshot(&r.name, &r.snapshot).await?;
+        Ok(Response::new(proto::RollbackDatasetResponse {
+            dataset: Some(dataset_msg(out.dataset)),
+            snapshot: Some(snapshot_msg(out.snapshot)),
+        }))
+    }
+
     async fn set_default(&self, req: Request<proto::SetDefaultRequest>) -> Reply<proto::Dataset> {
         let info = self.registry.set_default(&req.into_inner().name).await?;
         Ok(Response::new(dataset_msg(info)))
@@ -271,6 +283,22 @@ impl proto::admin_server::Admin for AdminService {
         let storage = self.registry.storage_config();
         store_access::check(storage, &r.store_url, &creds).await?;
         Ok(Response::new(proto::CheckStoreAccessResponse { store_url: storage.url.clone() }))
+    }
+
+    async fn set_policy(&self, req: Request<proto::SetPolicyRequest>) -> Reply<proto::Policy> {
+        Ok(Response::new(super::policies::set(&self.registry, req.into_inner()).await?))
+    }
+
+    async fn list_policies(&self, req: Request<proto::ListPoliciesRequest>) -> Reply<proto::ListPoliciesResponse> {
+        Ok(Response::new(super::policies::list(&self.registry, req.into_inner()).await?))
+    }
+
+    async fn pause_policy(&self, req: Request<proto::PausePolicyRequest>) -> Reply<proto::Policy> {
+        Ok(Response::new(super::policies::pause(&self.registry, req.into_inner()).await?))
+    }
+
+    async fn clear_policy(&self, req: Request<proto::ClearPolicyRequest>) -> Reply<proto::Policy> {
+        Ok(Response::new(super::policies::clear(&self.registry, req.into_inner()).await?))
     }
 }
 

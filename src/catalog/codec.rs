@@ -11,6 +11,8 @@
 //! "F"                      u64  id of the default dataset
 //! "D" id:u64               DatasetRecord
 //! "S" id:u64               SnapshotRecord
+//! "P" dataset_id:u64       PolicyRecord (see `policy_record`)
+//! "R" dataset_id:u64       RollbackIntent (a rollback under way; see docs/rollback.md)
 //! ```
 //!
 //! Names are not keys: the whole catalog is small and is loaded into memory when it is opened
@@ -24,79 +26,46 @@
 //!   origin       = 0x00                                     (an original dataset)
 //!                | 0x01 dataset_id:u64                      (writable snapshot of dataset_id)
 //!                | 0x02 snapshot_id:u64 dataset_id:u64 uuid (clone of a read-only snapshot)
+//!   then optional fields, each a tag byte and its value, in tag order (records written
+//!   before rollback existed have none and read as all unset):
+//!                  0x30 database:u64   its database is `datasets/<database>` (unset: its id)
+//!                  0x31 successor:u64  a rolled-back database kept hidden for its snapshots:
+//!                                      the dataset that was rolled back
+//!                  0x40 len:u16 kubernetes
 //! SnapshotRecord = 0x01 state:u8 name:str dataset_id:u64 checkpoint:opt<uuid>
 //!                       created_ms:u64 size_bytes:u64 inodes:u64
+//!   then optional fields as above:
+//!                  0x40 len:u16 kubernetes
+//! kubernetes     = namespace:str name:str content:str
+//!                  (DatasetRecord: the PersistentVolumeClaim and its PersistentVolume;
+//!                   SnapshotRecord: the VolumeSnapshot and its VolumeSnapshotContent)
 //! state          = 0 creating | 1 active | 2 deleted
+//! RollbackIntent = 0x01 snapshot_id:u64 hidden_id:u64 database:u64
 //! ```
 //!
-//! Both records may be followed by extensions, `tag:u8 len:u16 body`, which a reader skips
-//! when it does not know the tag (so a later field never makes a record unreadable here), and
-//! which are written only when they hold something (so a record without them is byte for byte
-//! what earlier releases wrote, and those releases still read it):
-//! ```text
-//! 0x01 kubernetes = namespace:str name:str content:str
-//!        (DatasetRecord: the PersistentVolumeClaim and its PersistentVolume;
-//!         SnapshotRecord: the VolumeSnapshot and its VolumeSnapshotContent)
-//! ```
+//! Fields from 0x40 on carry their length, and a reader skips one it does not know (see
+//! `fields`); the fixed-size ones below 0x40 must be known.
 
 use uuid::Uuid;
+
+mod fields;
+
+use fields::{read_fields, FIELD_DATABASE, FIELD_SUCCESSOR};
+pub use fields::KubernetesRef;
 
 pub const CATALOG_FORMAT: u32 = 1;
 /// Ids stay below 2^24: the NFS layer puts `id << 40 | inode` into 64-bit file ids.
 pub const MAX_ID: u64 = 1 << 24;
 
 const RECORD_V1: u8 = 1;
-const EXT_KUBERNETES: u8 = 1;
-
-/// The Kubernetes object a dataset or snapshot was made for (the names people know it by),
-/// from the metadata csi-provisioner and csi-snapshotter pass with `--extra-create-metadata`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KubernetesRef {
-    /// The PersistentVolumeClaim's (VolumeSnapshot's) namespace.
-    pub namespace: String,
-    /// The PersistentVolumeClaim's (VolumeSnapshot's) name.
-    pub name: String,
-    /// The PersistentVolume's (VolumeSnapshotContent's) name.
-    pub content: String,
-}
-
-impl KubernetesRef {
-    fn encode_ext(r: &Option<KubernetesRef>, w: &mut Writer) {
-        let Some(r) = r else { return };
-        let mut body = Writer::new();
-        body.str(&r.namespace);
-        body.str(&r.name);
-        body.str(&r.content);
-        w.ext(EXT_KUBERNETES, &body.0);
-    }
-
-    fn decode_body(body: &[u8]) -> Result<KubernetesRef, CodecError> {
-        let mut r = Reader::new(body);
-        let k = KubernetesRef { namespace: r.str()?, name: r.str()?, content: r.str()? };
-        r.end()?;
-        Ok(k)
-    }
-}
-
-/// Reads the extensions after a record's fixed fields: the Kubernetes names, if present.
-fn decode_extensions(r: &mut Reader<'_>) -> Result<Option<KubernetesRef>, CodecError> {
-    let mut kubernetes = None;
-    while !r.buf.is_empty() {
-        let tag = r.u8()?;
-        let len = u16::from_be_bytes(r.take(2)?.try_into().unwrap()) as usize;
-        let body = r.take(len)?;
-        if tag == EXT_KUBERNETES {
-            kubernetes = Some(KubernetesRef::decode_body(body)?);
-        }
-    }
-    Ok(kubernetes)
-}
 
 pub const KEY_FORMAT: &[u8] = b"V";
 pub const KEY_NEXT_ID: &[u8] = b"N";
 pub const KEY_DEFAULT: &[u8] = b"F";
 pub const TAG_DATASET: u8 = b'D';
 pub const TAG_SNAPSHOT: u8 = b'S';
+pub const TAG_POLICY: u8 = b'P';
+pub const TAG_ROLLBACK: u8 = b'R';
 
 pub fn dataset_key(id: u64) -> Vec<u8> {
     tagged(TAG_DATASET, id)
@@ -104,6 +73,14 @@ pub fn dataset_key(id: u64) -> Vec<u8> {
 
 pub fn snapshot_key(id: u64) -> Vec<u8> {
     tagged(TAG_SNAPSHOT, id)
+}
+
+pub fn policy_key(dataset_id: u64) -> Vec<u8> {
+    tagged(TAG_POLICY, dataset_id)
+}
+
+pub fn rollback_key(dataset_id: u64) -> Vec<u8> {
+    tagged(TAG_ROLLBACK, dataset_id)
 }
 
 fn tagged(tag: u8, id: u64) -> Vec<u8> {
@@ -115,7 +92,7 @@ fn tagged(tag: u8, id: u64) -> Vec<u8> {
 
 /// Splits a record key into its tag and id.
 pub fn parse_record_key(key: &[u8]) -> Result<(u8, u64), CodecError> {
-    if key.len() != 9 || !matches!(key[0], TAG_DATASET | TAG_SNAPSHOT) {
+    if key.len() != 9 || !matches!(key[0], TAG_DATASET | TAG_SNAPSHOT | TAG_POLICY | TAG_ROLLBACK) {
         return Err(CodecError(format!("unknown catalog key {key:02x?}")));
     }
     Ok((key[0], u64::from_be_bytes(key[1..9].try_into().unwrap())))
@@ -187,7 +164,48 @@ pub struct DatasetRecord {
     pub quota: Option<u64>,
     pub created_ms: u64,
     pub origin: Option<Origin>,
+    /// The id naming its database's prefix, when it is not its own id (after a rollback).
+    pub database: Option<u64>,
+    /// Set on the hidden record of a database a rollback replaced: the dataset rolled back,
+    /// whose snapshots still live in this database.
+    pub successor: Option<u64>,
     pub kubernetes: Option<KubernetesRef>,
+}
+
+/// A rollback under way (written before anything is made, removed in the same batch that
+/// switches the dataset to its new database): what the next start undoes after a crash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackIntent {
+    pub dataset_id: u64,
+    pub snapshot_id: u64,
+    /// The id the replaced database's hidden record takes.
+    pub hidden_id: u64,
+    /// The id naming the new database's prefix.
+    pub database: u64,
+}
+
+impl RollbackIntent {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u8(RECORD_V1);
+        w.u64(self.snapshot_id);
+        w.u64(self.hidden_id);
+        w.u64(self.database);
+        w.0
+    }
+
+    pub fn decode(dataset_id: u64, v: &[u8]) -> Result<Self, CodecError> {
+        let mut r = Reader::new(v);
+        let version = r.u8()?;
+        if version != RECORD_V1 {
+            return Err(CodecError(format!(
+                "rollback record of dataset {dataset_id} has version {version}; this slatefs reads version {RECORD_V1}"
+            )));
+        }
+        let intent = RollbackIntent { dataset_id, snapshot_id: r.u64()?, hidden_id: r.u64()?, database: r.u64()? };
+        r.end()?;
+        Ok(intent)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,8 +243,21 @@ impl DatasetRecord {
                 w.uuid(checkpoint);
             }
         }
-        KubernetesRef::encode_ext(&self.kubernetes, &mut w);
+        if let Some(db) = self.database {
+            w.u8(FIELD_DATABASE);
+            w.u64(db);
+        }
+        if let Some(s) = self.successor {
+            w.u8(FIELD_SUCCESSOR);
+            w.u64(s);
+        }
+        KubernetesRef::write_field(&self.kubernetes, &mut w);
         w.0
+    }
+
+    /// The id naming the prefix of this dataset's database.
+    pub fn database_id(&self) -> u64 {
+        self.database.unwrap_or(self.id)
     }
 
     pub fn decode(id: u64, v: &[u8]) -> Result<Self, CodecError> {
@@ -251,8 +282,18 @@ impl DatasetRecord {
             }),
             x => return Err(CodecError(format!("dataset record {id}: unknown origin tag {x}"))),
         };
-        let kubernetes = decode_extensions(&mut r)?;
-        Ok(DatasetRecord { id, state, name, quota, created_ms, origin, kubernetes })
+        let fields = read_fields(&mut r, &format!("dataset record {id}"), &[FIELD_DATABASE, FIELD_SUCCESSOR])?;
+        Ok(DatasetRecord {
+            id,
+            state,
+            name,
+            quota,
+            created_ms,
+            origin,
+            database: fields.database,
+            successor: fields.successor,
+            kubernetes: fields.kubernetes,
+        })
     }
 }
 
@@ -273,7 +314,7 @@ impl SnapshotRecord {
         w.u64(self.created_ms);
         w.u64(self.size_bytes);
         w.u64(self.inodes);
-        KubernetesRef::encode_ext(&self.kubernetes, &mut w);
+        KubernetesRef::write_field(&self.kubernetes, &mut w);
         w.0
     }
 
@@ -296,7 +337,7 @@ impl SnapshotRecord {
         let created_ms = r.u64()?;
         let size_bytes = r.u64()?;
         let inodes = r.u64()?;
-        let kubernetes = decode_extensions(&mut r)?;
+        let kubernetes = read_fields(&mut r, &format!("snapshot record {id}"), &[])?.kubernetes;
         Ok(SnapshotRecord { id, state, name, dataset_id, checkpoint, created_ms, size_bytes, inodes, kubernetes })
     }
 }
@@ -351,12 +392,6 @@ impl Writer {
     fn uuid(&mut self, u: Uuid) {
         self.0.extend_from_slice(u.as_bytes());
     }
-    fn ext(&mut self, tag: u8, body: &[u8]) {
-        let len = u16::try_from(body.len()).expect("extensions are small");
-        self.u8(tag);
-        self.0.extend_from_slice(&len.to_be_bytes());
-        self.0.extend_from_slice(body);
-    }
 }
 
 struct Reader<'a> {
@@ -406,142 +441,4 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dataset_records_round_trip() {
-        let records = [
-            DatasetRecord {
-                id: 1,
-                state: RecordState::Active,
-                name: "root".into(),
-                quota: None,
-                created_ms: 1_700_000_000_000,
-                origin: None,
-                kubernetes: None,
-            },
-            DatasetRecord {
-                id: 7,
-                state: RecordState::Creating,
-                name: "a.b-c".into(),
-                quota: Some(10 << 30),
-                created_ms: 5,
-                origin: Some(Origin::Dataset { dataset_id: 3 }),
-                kubernetes: Some(KubernetesRef { namespace: "shop".into(), name: "data".into(), content: "pvc-1".into() }),
-            },
-            DatasetRecord {
-                id: (1 << 24) - 1,
-                state: RecordState::Deleted,
-                name: "x".repeat(253),
-                quota: Some(1),
-                created_ms: u64::MAX,
-                origin: Some(Origin::Snapshot {
-                    snapshot_id: 9,
-                    dataset_id: 2,
-                    checkpoint: Uuid::new_v4(),
-                }),
-                kubernetes: Some(KubernetesRef { namespace: "n".repeat(63), name: "x".repeat(253), content: String::new() }),
-            },
-        ];
-        for r in records {
-            assert_eq!(DatasetRecord::decode(r.id, &r.encode()).unwrap(), r);
-        }
-    }
-
-    #[test]
-    fn snapshot_records_round_trip() {
-        for checkpoint in [None, Some(Uuid::new_v4())] {
-            let r = SnapshotRecord {
-                id: 12,
-                state: RecordState::Active,
-                name: "monday".into(),
-                dataset_id: 4,
-                checkpoint,
-                created_ms: 99,
-                size_bytes: 200 << 20,
-                inodes: 17,
-                kubernetes: checkpoint.map(|_| KubernetesRef { namespace: "shop".into(), name: "nightly".into(), content: "snapcontent-1".into() }),
-            };
-            assert_eq!(SnapshotRecord::decode(12, &r.encode()).unwrap(), r);
-        }
-    }
-
-    #[test]
-    fn layout_is_stable() {
-        // The bytes on disk are the contract: a change here needs a new record version.
-        let r = DatasetRecord {
-            id: 2,
-            state: RecordState::Active,
-            name: "ab".into(),
-            quota: Some(3),
-            created_ms: 4,
-            origin: Some(Origin::Dataset { dataset_id: 5 }),
-            kubernetes: None,
-        };
-        assert_eq!(
-            r.encode(),
-            [
-                1, 1, 0, 2, b'a', b'b', 1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 4, 1, 0,
-                0, 0, 0, 0, 0, 0, 5
-            ]
-        );
-        assert_eq!(dataset_key(0x0102), [b'D', 0, 0, 0, 0, 0, 0, 1, 2]);
-        assert_eq!(snapshot_key(3), [b'S', 0, 0, 0, 0, 0, 0, 0, 3]);
-        assert_eq!(parse_record_key(&snapshot_key(3)).unwrap(), (TAG_SNAPSHOT, 3));
-    }
-
-    #[test]
-    fn records_written_before_names_existed_decode_unchanged() {
-        // The layout_is_stable bytes: a record of an earlier release, without extensions.
-        let old = [1, 1, 0, 2, b'a', b'b', 1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0, 5];
-        let r = DatasetRecord::decode(2, &old).unwrap();
-        assert_eq!((r.name.as_str(), r.quota, r.kubernetes.is_none()), ("ab", Some(3), true));
-        assert_eq!(r.encode(), old, "a record without names is written as before");
-        let named = DatasetRecord {
-            kubernetes: Some(KubernetesRef { namespace: "ns".into(), name: "db".into(), content: "pv".into() }),
-            ..r
-        };
-        let bytes = named.encode();
-        assert_eq!(&bytes[..old.len()], &old[..]);
-        assert_eq!(&bytes[old.len()..], &[1, 0, 12, 0, 2, b'n', b's', 0, 2, b'd', b'b', 0, 2, b'p', b'v']);
-        assert_eq!(DatasetRecord::decode(2, &bytes).unwrap(), named);
-    }
-
-    #[test]
-    fn unknown_versions_and_garbage_are_refused() {
-        let mut v = DatasetRecord {
-            id: 1,
-            state: RecordState::Active,
-            name: "a".into(),
-            quota: None,
-            created_ms: 0,
-            origin: None,
-            kubernetes: None,
-        }
-        .encode();
-        v[0] = 2;
-        let err = DatasetRecord::decode(1, &v).unwrap_err().to_string();
-        assert!(err.contains("version 2"), "{err}");
-        assert!(DatasetRecord::decode(1, &[1, 1]).is_err());
-        assert!(SnapshotRecord::decode(1, &[]).is_err());
-        let mut ok = SnapshotRecord {
-            id: 1,
-            state: RecordState::Active,
-            name: "a".into(),
-            dataset_id: 1,
-            checkpoint: None,
-            created_ms: 0,
-            size_bytes: 0,
-            inodes: 0,
-            kubernetes: None,
-        }
-        .encode();
-        // An extension cut short is refused; an unknown one is skipped.
-        ok.push(0);
-        assert!(SnapshotRecord::decode(1, &ok).unwrap_err().to_string().contains("truncated"));
-        ok.extend_from_slice(&[0, 2, 9, 9]);
-        assert_eq!(SnapshotRecord::decode(1, &ok).unwrap().kubernetes, None);
-        assert!(parse_record_key(b"X12345678").is_err());
-    }
-}
+mod tests;

@@ -16,6 +16,11 @@
 //! | `delete.after-store`           | `Deleted` dataset record, database removed               |
 //! | `delete-snapshot.after-intent` | `Deleted` snapshot record, checkpoint still there        |
 //! | `delete-snapshot.after-store`  | `Deleted` snapshot record, checkpoint removed            |
+//! | `rollback.after-intent`        | `R` intent record, the dataset's writer still open       |
+//! | `rollback.after-close`         | … the writer closed                                      |
+//! | `rollback.after-clone`         | … plus the new database cloned from the snapshot         |
+//! | `rollback.after-floor`         | … plus the inode floor carried over into it              |
+//! | `rollback.after-commit`        | the dataset switched to the new database, intent removed |
 
 use std::sync::OnceLock;
 
@@ -33,6 +38,14 @@ pub const POINTS: &[&str] = &[
     "delete.after-store",
     "delete-snapshot.after-intent",
     "delete-snapshot.after-store",
+    "policy-snapshot.after-intent",
+    "policy-snapshot.after-checkpoint",
+    "policy-prune.after-intent",
+    "rollback.after-intent",
+    "rollback.after-close",
+    "rollback.after-clone",
+    "rollback.after-floor",
+    "rollback.after-commit",
 ];
 
 fn configured() -> Option<&'static str> {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use slatedb::config::{DbReaderOptions, Settings};
 use slatedb::{Db, DbReader, DbReaderMode, WriteBatch};
 
-use super::codec::{self, DatasetRecord, SnapshotRecord, TAG_DATASET, TAG_SNAPSHOT};
+use super::codec::{self, DatasetRecord, RollbackIntent, SnapshotRecord, TAG_DATASET, TAG_POLICY, TAG_ROLLBACK, TAG_SNAPSHOT};
+use super::policy_record::PolicyRecord;
 use super::{CatalogError, CatalogResult};
 use crate::store::Store;
 
@@ -20,6 +21,10 @@ pub const READER_POLL: Duration = Duration::from_millis(500);
 pub struct State {
     pub datasets: BTreeMap<u64, DatasetRecord>,
     pub snapshots: BTreeMap<u64, SnapshotRecord>,
+    /// Snapshot policies by dataset id.
+    pub policies: BTreeMap<u64, PolicyRecord>,
+    /// Rollbacks under way, by dataset id (docs/rollback.md).
+    pub rollbacks: BTreeMap<u64, RollbackIntent>,
     /// The next id to hand out (1 on a new catalog).
     pub next_id: u64,
     pub default: Option<u64>,
@@ -170,6 +175,12 @@ pub fn decode(kvs: &Kvs) -> CatalogResult<State> {
                 }
                 (TAG_SNAPSHOT, id) => {
                     state.snapshots.insert(id, SnapshotRecord::decode(id, value)?);
+                }
+                (TAG_POLICY, id) => {
+                    state.policies.insert(id, PolicyRecord::decode(id, value)?);
+                }
+                (TAG_ROLLBACK, id) => {
+                    state.rollbacks.insert(id, RollbackIntent::decode(id, value)?);
                 }
                 _ => unreachable!("parse_record_key only returns known tags"),
             },

@@ -56,12 +56,15 @@
 pub mod codec;
 pub mod crash;
 mod db;
+pub mod policy_record;
 pub mod registry;
 mod slot;
 
+pub use policy_record::{PolicyRecord, RetentionRecord, ScheduleRecord};
 pub use codec::{DatasetRecord, KubernetesRef, Origin, RecordState, SnapshotRecord, MAX_ID};
 pub use registry::{
-    checked_kubernetes_ref, DatasetInfo, DeleteOutcome, Inventory, ObjectKind, Registry, SnapshotInfo, SnapshotResult,
+    checked_kubernetes_ref, policy_snapshot_name, DatasetInfo, DeleteOutcome, Inventory, ObjectKind, PolicyInfo,
+    PolicySettings, Registry, RollbackOutcome, SnapshotInfo, SnapshotResult, MAX_POLICY_PREFIX,
 };
 
 /// The name of the default dataset created on first start.

@@ -72,6 +72,9 @@ pub enum DatasetCommand {
         snapshot: String,
         new_dataset: String,
     },
+    /// Make a dataset's contents those of one of its read-only snapshots (O(1)). Files made
+    /// since the snapshot are gone (their NFS handles answer STALE); every snapshot stays.
+    Rollback { name: String, snapshot: String },
     /// Make a dataset the default (exported as `/`).
     SetDefault { name: String },
     /// Show the default dataset.
@@ -81,6 +84,11 @@ pub enum DatasetCommand {
         name: String,
         #[arg(value_name = "SIZE", value_parser = parse_quota)]
         size: Quota,
+    },
+    /// Automatic snapshot policies: set, show, pause, resume, clear (docs/policies.md).
+    Policy {
+        #[command(subcommand)]
+        command: super::policy::PolicyCommand,
     },
 }
 
@@ -95,6 +103,11 @@ fn parse_quota(s: &str) -> Result<Quota, SizeError> {
 }
 
 pub async fn run(args: DatasetArgs) -> Result<()> {
+    if let DatasetCommand::Policy { command } = &args.command {
+        if let Err(message) = super::policy::check(command) {
+            clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{message}\n")).exit();
+        }
+    }
     let config = Config::load(args.config.as_deref())?;
     let addr = match &args.admin {
         Some(a) => AdminAddr::parse(a)?,
@@ -132,9 +145,9 @@ fn status_text(s: &tonic::Status) -> String {
     }
 }
 
-struct Rendered {
-    json: Value,
-    table: String,
+pub(super) struct Rendered {
+    pub(super) json: Value,
+    pub(super) table: String,
 }
 
 async fn execute(c: &mut AdminClient, cmd: DatasetCommand) -> Result<Rendered, tonic::Status> {
@@ -191,6 +204,25 @@ async fn execute(c: &mut AdminClient, cmd: DatasetCommand) -> Result<Rendered, t
             let r = c.delete_snapshot(proto::DeleteSnapshotRequest { name: name.clone() }).await?.into_inner();
             deleted("snapshot", &name, &r)
         }
+        Rollback { name, snapshot } => {
+            let r = c
+                .rollback_dataset(proto::RollbackDatasetRequest { name, snapshot })
+                .await?
+                .into_inner();
+            let (Some(d), Some(s)) = (r.dataset, r.snapshot) else {
+                return Err(tonic::Status::internal("empty reply from the server"));
+            };
+            Rendered {
+                json: json!({ "dataset": dataset_json(&d), "snapshot": snapshot_json(&s) }),
+                table: format!(
+                    "rolled dataset {} (id {}) back to snapshot {}; it now uses {}\n",
+                    d.name,
+                    d.id,
+                    s.name,
+                    human(d.used_bytes.unwrap_or(0)),
+                ),
+            }
+        }
         Clone { snapshot, new_dataset } => {
             let d = c
                 .clone_snapshot(proto::CloneSnapshotRequest { snapshot: snapshot.clone(), name: new_dataset })
@@ -214,6 +246,7 @@ async fn execute(c: &mut AdminClient, cmd: DatasetCommand) -> Result<Rendered, t
             };
             one_dataset(&d, &what)
         }
+        Policy { command } => super::policy::execute(c, command).await?,
     })
 }
 
@@ -358,7 +391,7 @@ fn dataset_details(d: &proto::Dataset) -> String {
     s
 }
 
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -382,7 +415,7 @@ fn human(bytes: u64) -> String {
     crate::size::format_size(bytes)
 }
 
-fn time_text(ms: i64) -> String {
+pub(super) fn time_text(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_else(|| ms.to_string())

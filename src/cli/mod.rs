@@ -3,6 +3,7 @@
 pub mod csi;
 pub mod csi_call;
 pub mod dataset;
+pub mod policy;
 pub mod serve;
 
 use clap::{Parser, Subcommand};

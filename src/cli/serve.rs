@@ -182,6 +182,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
         None => "off".to_string(),
     };
+    // The catalog owner runs the snapshot policies (docs/policies.md).
+    let policies = (!registry.is_reader())
+        .then(|| tokio::spawn(crate::policy::runner::run(std::sync::Arc::downgrade(&registry), shutdown.clone())));
     tracing::info!(
         store = %config.storage.url,
         nfs = %nfs.local_addr,
@@ -197,6 +200,9 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         c.release_all().await;
     }
     shutdown.cancel();
+    if let Some(task) = policies {
+        let _ = task.await;
+    }
     if let Ok(Err(e)) = admin_task.await {
         tracing::warn!("admin API: {e:#}");
     }

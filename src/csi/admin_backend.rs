@@ -137,6 +137,25 @@ impl Backend for AdminBackend {
         Ok(())
     }
 
+    async fn set_policy(&self, name: &str, policy: Option<&crate::policy::PolicyText>) -> Result<(), Status> {
+        match policy {
+            Some(text) => {
+                let r = crate::admin::policies::request_of(name, text);
+                self.client().set_policy(req(r, WRITE_TIMEOUT)).await?;
+            }
+            None => {
+                let r = pb::ClearPolicyRequest { dataset: name.into() };
+                match self.client().clear_policy(req(r, WRITE_TIMEOUT)).await {
+                    Err(e) if e.code() == tonic::Code::NotFound && e.message().contains("no snapshot policy") => {}
+                    other => {
+                        other?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn set_quota(&self, name: &str, quota_bytes: Option<u64>) -> Result<Dataset, Status> {
         let r = self
             .client()

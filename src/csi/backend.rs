@@ -110,6 +110,8 @@ pub trait Backend: Send + Sync {
     async fn set_dataset_kubernetes_ref(&self, dataset: &str, r: &KubernetesRef) -> Result<(), Status>;
     /// Records the VolumeSnapshot a read-only snapshot was made for.
     async fn set_snapshot_kubernetes_ref(&self, snapshot: &str, r: &KubernetesRef) -> Result<(), Status>;
+    /// Gives dataset `name` this snapshot policy (`None`: removes its policy, if it has one).
+    async fn set_policy(&self, name: &str, policy: Option<&crate::policy::PolicyText>) -> Result<(), Status>;
 }
 
 /// Looks a snapshot up by name among all snapshots.

@@ -308,11 +308,7 @@ impl Controller for ControllerService {
         caps::validate_all(&req.volume_capabilities)?;
         params::validate_volume_params(&req.parameters, &self.served)?;
         names::check_metadata(&req.parameters)?;
-        if !req.mutable_parameters.is_empty() {
-            return Err(Status::invalid_argument(
-                "mutable_parameters are not supported (no MODIFY_VOLUME capability)",
-            ));
-        }
+        let policy = params::creation_policy(&req.parameters, &req.mutable_parameters)?;
         let range = req.capacity_range.as_ref();
         let cap = ids::capacity_for(range)?;
         let want = want_of(req.volume_content_source.as_ref())?;
@@ -325,6 +321,10 @@ impl Controller for ControllerService {
             Ok(ds) => {
                 let volume = self.existing(ds, &want, range, cap).await?;
                 names::record_pvc(self.backend.as_ref(), &name, &req.parameters).await?;
+                // A retried call finishes what the first one may not have: the policy.
+                if let Some(p) = &policy {
+                    self.backend.set_policy(&name, p.as_ref()).await?;
+                }
                 return Ok(Response::new(CreateVolumeResponse { volume: Some(volume) }));
             }
             Err(e) if e.code() == Code::NotFound => {}
@@ -342,6 +342,9 @@ impl Controller for ControllerService {
             Err(e) => return Err(e),
         };
         names::record_pvc(self.backend.as_ref(), &name, &req.parameters).await?;
+        if let Some(p) = &policy {
+            self.backend.set_policy(&name, p.as_ref()).await?;
+        }
         tracing::info!(volume = %name, capacity = cap, source = ?want, "created volume");
         let mut volume = csi_volume(&ds, &HashMap::new());
         volume.capacity_bytes = cap as i64;
@@ -500,6 +503,7 @@ impl Controller for ControllerService {
             T::GetVolume,
             T::VolumeCondition,
             T::SingleNodeMultiWriter,
+            T::ModifyVolume,
         ]
         .into_iter()
         .map(rpc_cap)
@@ -695,10 +699,29 @@ impl Controller for ControllerService {
         }))
     }
 
+    /// Applies VolumeAttributesClass parameters: `snapshotPolicy` (the only mutable one).
+    /// Everything is checked before anything changes.
     async fn controller_modify_volume(
         &self,
-        _: Request<ControllerModifyVolumeRequest>,
+        request: Request<ControllerModifyVolumeRequest>,
     ) -> Result<Response<ControllerModifyVolumeResponse>, Status> {
-        Err(Status::unimplemented("ControllerModifyVolume is not supported"))
+        let req = request.into_inner();
+        required("volume_id", &req.volume_id)?;
+        let policy = params::mutable_policy(&req.mutable_parameters)?;
+        let name = ids::parse_volume_id(&req.volume_id)
+            .ok_or_else(|| Status::not_found(format!("volume {} does not exist", req.volume_id)))?;
+        let _guard = self.begin(format!("volume {name}"))?;
+        self.check_secrets(&req.secrets, "").await?;
+        if let Err(e) = self.backend.get_dataset(name).await {
+            return Err(match e.code() {
+                Code::NotFound => Status::not_found(format!("volume {name} does not exist")),
+                _ => e,
+            });
+        }
+        if let Some(p) = &policy {
+            self.backend.set_policy(name, p.as_ref()).await?;
+            tracing::info!(volume = %name, policy = ?p, "modified volume");
+        }
+        Ok(Response::new(ControllerModifyVolumeResponse {}))
     }
 }

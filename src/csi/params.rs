@@ -8,6 +8,7 @@
 //! | `durability` | `sync` / `async` | the durability the volume needs; must match the dataset servers' `[durability] mode` (durability is per server, not per dataset), else INVALID_ARGUMENT |
 //! | `endpoint`, `region` | text | must equal `[storage] endpoint` / `region` (unset there: must be empty), else INVALID_ARGUMENT |
 //! | `pathStyle`, `allowHttp` | `true` / `false` | must equal `[storage] path_style` / `allow_http` (unset: false), else INVALID_ARGUMENT |
+//! | `snapshotPolicy` | `none` or `every=1h; keep-hourly=24; …` (`crate::policy::params`) | every volume of the class gets this snapshot policy; also the one key of VolumeAttributesClass parameters (ControllerModifyVolume, CreateVolume's `mutable_parameters`) |
 //! | `csi.storage.k8s.io/*` | any | metadata csi-provisioner and csi-snapshotter add with `--extra-create-metadata` (`pvc/name`, `pvc/namespace`, `pv/name`; `volumesnapshot/name`, `volumesnapshot/namespace`, `volumesnapshotcontent/name`), recorded with the dataset or snapshot (see [`pvc_ref`]), and the secret references |
 //!
 //! The Secrets those references name arrive in the calls' `secrets` maps: see `secrets.rs`.
@@ -19,7 +20,9 @@ use tonic::Status;
 use crate::config::{Config, DurabilityMode};
 
 pub const KUBERNETES_PREFIX: &str = "csi.storage.k8s.io/";
-pub const VOLUME_KEYS: &[&str] = &["storeUrl", "durability", "endpoint", "region", "pathStyle", "allowHttp"];
+pub const VOLUME_KEYS: &[&str] = &["storeUrl", "durability", "endpoint", "region", "pathStyle", "allowHttp", "snapshotPolicy"];
+/// What a VolumeAttributesClass may set.
+pub const MUTABLE_KEYS: &[&str] = &[crate::policy::params::PARAMETER];
 
 /// The PersistentVolumeClaim (and PersistentVolume) a CreateVolume is for, from the
 /// provisioner's metadata; `None` when it sent none (no `--extra-create-metadata`).
@@ -123,10 +126,44 @@ pub fn validate_volume_params(params: &HashMap<String, String>, served: &Served)
             "region" => must_equal(k, v, served.region.as_deref().unwrap_or(""))?,
             "pathStyle" => must_equal(k, &bool_param(k, v)?.to_string(), &served.path_style.to_string())?,
             "allowHttp" => must_equal(k, &bool_param(k, v)?.to_string(), &served.allow_http.to_string())?,
+            "snapshotPolicy" => {
+                snapshot_policy(v)?;
+            }
             _ => return Err(unknown(k, VOLUME_KEYS)),
         }
     }
     Ok(())
+}
+
+/// A `snapshotPolicy` value: `None` for `none`.
+pub fn snapshot_policy(v: &str) -> Result<Option<crate::policy::PolicyText>, Status> {
+    crate::policy::params::parse(v).map_err(|e| Status::invalid_argument(format!("parameter snapshotPolicy {v:?}: {e}")))
+}
+
+/// VolumeAttributesClass parameters (ModifyVolume, CreateVolume's `mutable_parameters`):
+/// the policy they set — `Some(None)` to remove it, `None` when they do not say.
+#[allow(clippy::option_option)]
+pub fn mutable_policy(params: &HashMap<String, String>) -> Result<Option<Option<crate::policy::PolicyText>>, Status> {
+    let mut policy = None;
+    for (k, v) in params {
+        match k.as_str() {
+            "snapshotPolicy" => policy = Some(snapshot_policy(v)?),
+            _ => return Err(unknown(k, MUTABLE_KEYS)),
+        }
+    }
+    Ok(policy)
+}
+
+/// The policy a new volume gets: its VolumeAttributesClass's, else its StorageClass's.
+#[allow(clippy::option_option)]
+pub fn creation_policy(
+    params: &HashMap<String, String>,
+    mutable: &HashMap<String, String>,
+) -> Result<Option<Option<crate::policy::PolicyText>>, Status> {
+    match mutable_policy(mutable)? {
+        Some(p) => Ok(Some(p)),
+        None => params.get("snapshotPolicy").map(|v| snapshot_policy(v)).transpose(),
+    }
 }
 
 /// Validates VolumeSnapshotClass parameters (none of our own yet).
@@ -178,6 +215,21 @@ mod tests {
             assert_eq!(e.code(), tonic::Code::InvalidArgument, "{bad:?}");
         }
         assert!(validate_volume_params(&p(&[("bogus", "1")]), &s).unwrap_err().message().contains("storeUrl"));
+    }
+
+    #[test]
+    fn policy_params() {
+        let s = served();
+        assert!(validate_volume_params(&p(&[("snapshotPolicy", "every=1h; keep-hourly=24")]), &s).is_ok());
+        let e = validate_volume_params(&p(&[("snapshotPolicy", "every=1h")]), &s).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().contains("--keep-last"), "{}", e.message());
+        let m = mutable_policy(&p(&[("snapshotPolicy", "none")])).unwrap();
+        assert_eq!(m, Some(None));
+        assert_eq!(mutable_policy(&p(&[])).unwrap(), None);
+        assert!(mutable_policy(&p(&[("storeUrl", "x")])).unwrap_err().message().contains("snapshotPolicy"));
+        let created = creation_policy(&p(&[("snapshotPolicy", "every=1h; keep-last=2")]), &p(&[("snapshotPolicy", "none")]));
+        assert_eq!(created.unwrap(), Some(None));
     }
 
     #[test]

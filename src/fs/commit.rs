@@ -73,6 +73,11 @@ impl Committer {
         self.mode
     }
 
+    /// The highest sequence number a write handed back so far (0 before the first).
+    pub fn last_written(&self) -> u64 {
+        self.shared.written.load(Ordering::Acquire)
+    }
+
     pub fn note_written(&self, seq: u64) {
         self.shared.written.fetch_max(seq, Ordering::AcqRel);
     }

@@ -98,3 +98,50 @@ impl Filesystem {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use object_store::memory::InMemory;
+    use object_store::ObjectStore;
+
+    use super::RANGE;
+    use crate::fs::{Caller, Filesystem, FsError, FsOptions, Kind, NewNode, ROOT_INO, MAX_INO};
+
+    async fn open(store: &Arc<dyn ObjectStore>) -> Arc<Filesystem> {
+        let db = slatedb::Db::builder("ds", store.clone()).build().await.unwrap();
+        Filesystem::open(db, FsOptions::default()).await.unwrap()
+    }
+
+    async fn create(fs: &Filesystem, name: &str) -> u64 {
+        let node = NewNode::new(Kind::File, 0o644);
+        fs.create(&Caller::root(), ROOT_INO, name.as_bytes(), node).await.unwrap().ino
+    }
+
+    #[tokio::test]
+    async fn a_restart_allocates_above_the_reserved_range_and_a_floor_holds() {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let fs = open(&store).await;
+        assert_eq!(create(&fs, "a").await, 2);
+        assert_eq!(create(&fs, "b").await, 3);
+        assert_eq!(fs.ino_ceiling().await, 2 + RANGE, "one reservation covers the next creates");
+        fs.close().await.unwrap();
+
+        let fs = open(&store).await;
+        assert_eq!(create(&fs, "c").await, 2 + RANGE, "a new run starts at the durable ceiling");
+        fs.raise_ino_floor(1_000_000).await.unwrap();
+        assert_eq!(create(&fs, "d").await, 1_000_000);
+        fs.raise_ino_floor(10).await.unwrap();
+        assert_eq!(create(&fs, "e").await, 1_000_001, "a lower floor changes nothing");
+        assert_eq!(
+            fs.raise_ino_floor(MAX_INO + 2).await,
+            Err(FsError::Invalid("inode floor beyond the largest inode number"))
+        );
+        fs.close().await.unwrap();
+
+        let fs = open(&store).await;
+        assert_eq!(create(&fs, "f").await, 1_000_000 + RANGE, "the floor was durable");
+        fs.close().await.unwrap();
+    }
+}

@@ -207,6 +207,16 @@ impl Filesystem {
         Usage { bytes: sb.used_bytes, inodes: sb.used_inodes }
     }
 
+    /// A number that grows with every write to the dataset and survives restarts (SlateDB's
+    /// sequence numbers): equal readings mean nothing was written in between. Snapshot
+    /// policies skip a snapshot of an unchanged dataset by it. 0 for a read-only snapshot.
+    pub fn change_seq(&self) -> u64 {
+        match &self.backend {
+            Backend::Writer(db) => db.status().durable_seq.max(self.committer.last_written()),
+            Backend::Snapshot(_) => 0,
+        }
+    }
+
     /// The underlying database, for snapshots (checkpoints) taken by the catalog.
     pub fn db(&self) -> FsResult<&Db> {
         self.backend.writer()

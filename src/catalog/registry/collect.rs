@@ -78,7 +78,7 @@ impl Registry {
                         }
                     };
                     self.evict(id).await;
-                    let path = self.store.dataset_path(id);
+                    let path = self.db_path(id);
                     self.store
                         .delete_db(&path)
                         .await
@@ -113,7 +113,7 @@ impl Registry {
                     self.evict(id).await;
                     if let Some(cp) = rec.checkpoint {
                         self.store
-                            .delete_checkpoint(&self.store.dataset_path(rec.dataset_id), cp)
+                            .delete_checkpoint(&self.db_path(rec.dataset_id), cp)
                             .await
                             .map_err(|e| CatalogError::internal("cannot delete the snapshot's checkpoint", e))?;
                     }
@@ -135,7 +135,7 @@ impl Registry {
             None => return Ok(()),
         };
         self.evict(id).await;
-        let path = self.store.dataset_path(id);
+        let path = self.db_path(id);
         if let Err(e) = self.store.delete_db(&path).await {
             // A database whose creation stopped before its first manifest cannot be proven to
             // be one; the id was fresh, so everything under its prefix is ours to remove.
@@ -165,7 +165,7 @@ impl Registry {
     }
 
     pub(super) async fn delete_named_checkpoints(&self, dataset_id: u64, name: &str) -> CatalogResult<()> {
-        let path = self.store.dataset_path(dataset_id);
+        let path = self.db_path(dataset_id);
         let checkpoints = self
             .store
             .list_checkpoints(&path)
@@ -228,6 +228,10 @@ impl Registry {
                 .collect();
             (cd, cs, del)
         };
+        let rollbacks: Vec<u64> = self.state.read().unwrap().rollbacks.keys().copied().collect();
+        for dataset_id in rollbacks {
+            self.undo_rollback(dataset_id).await?;
+        }
         // Newest first, so a half-made clone goes before anything it might depend on.
         for id in creating_datasets.into_iter().rev() {
             self.rollback_dataset(id).await?;
@@ -248,7 +252,9 @@ impl Registry {
             let Ok(id) = u64::from_str_radix(last, 16) else { continue };
             let known = {
                 let st = self.state.read().unwrap();
-                id >= st.next_id || st.datasets.contains_key(&id)
+                id >= st.next_id
+                    || st.datasets.values().any(|d| d.database_id() == id)
+                    || st.rollbacks.values().any(|r| r.database == id)
             };
             if known {
                 continue;

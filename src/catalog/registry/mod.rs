@@ -12,7 +12,13 @@ mod inventory;
 mod open;
 mod ops;
 mod owned;
+mod policies;
 mod queries;
+mod rollback;
+
+pub use rollback::RollbackOutcome;
+
+pub use policies::{policy_snapshot_name, PolicyInfo, PolicySettings, MAX_POLICY_PREFIX};
 
 pub use inventory::{checked_kubernetes_ref, Inventory};
 
@@ -264,7 +270,7 @@ impl Registry {
         let mut v: Vec<(String, u64)> = st
             .snapshots
             .values()
-            .filter(|s| s.state == RecordState::Active && s.dataset_id == dataset_id)
+            .filter(|s| s.state == RecordState::Active && live_dataset(&st, s.dataset_id) == dataset_id)
             .map(|s| (s.name.clone(), s.id))
             .collect();
         v.sort();
@@ -305,6 +311,13 @@ impl Registry {
         let guard = self.ops.lock().await;
         self.check_open()?;
         Ok(guard)
+    }
+
+    /// The prefix of a dataset record's database (a rollback gives a dataset a new one; an id
+    /// with no record names its own prefix).
+    fn db_path(&self, id: u64) -> object_store::path::Path {
+        let db = self.state.read().unwrap().datasets.get(&id).map_or(id, |d| d.database_id());
+        self.store.dataset_path(db)
     }
 
     fn dataset_id(&self, name: &str) -> CatalogResult<u64> {
@@ -362,6 +375,8 @@ impl Registry {
             quota,
             created_ms: now_ms(),
             origin,
+            database: None,
+            successor: None,
             kubernetes: None,
         };
         let mut batch = WriteBatch::new();
@@ -435,8 +450,21 @@ impl Registry {
 
     async fn apply_state(&self, state: State) {
         let open: Vec<u64> = self.open.lock().unwrap().keys().copied().collect();
+        let database = |st: &State, id: u64| st.datasets.get(&id).map(|d| d.database_id());
+        let replaced: Vec<u64> = {
+            let old = self.state.read().unwrap();
+            open.iter()
+                .copied()
+                .filter(|&id| database(&old, id) != database(&state, id) || state.rollbacks.contains_key(&id))
+                .collect()
+        };
         *self.state.write().unwrap() = state;
         for id in open {
+            if replaced.contains(&id) {
+                // Rolled back (or being rolled back): its writer is of the replaced database.
+                self.evict(id).await;
+                continue;
+            }
             let kind = self.object_kind(id).await;
             match kind {
                 Err(_) => self.evict(id).await,
@@ -520,12 +548,25 @@ fn snapshot_of<'a>(st: &'a State, dataset: &str, snap: &str) -> CatalogResult<&'
     Ok(s)
 }
 
+/// The dataset a snapshot held in `dataset_id`'s database belongs to: the dataset itself, or,
+/// for the hidden record of a database a rollback replaced, the dataset rolled back (while
+/// its record exists: once it is collected, the hidden record speaks for its snapshots).
+fn live_dataset(st: &State, dataset_id: u64) -> u64 {
+    st.datasets
+        .get(&dataset_id)
+        .and_then(|d| d.successor)
+        .filter(|s| st.datasets.contains_key(s))
+        .unwrap_or(dataset_id)
+}
+
 fn kind_of(st: &State, id: u64) -> CatalogResult<ObjectKind> {
     if active_dataset(st, id).is_some() {
         return Ok(ObjectKind::Dataset);
     }
     match st.snapshots.get(&id) {
-        Some(s) if s.state == RecordState::Active => Ok(ObjectKind::Snapshot { dataset_id: s.dataset_id }),
+        Some(s) if s.state == RecordState::Active => {
+            Ok(ObjectKind::Snapshot { dataset_id: live_dataset(st, s.dataset_id) })
+        }
         _ => Err(CatalogError::NotFound(format!("no dataset or snapshot with id {id}"))),
     }
 }
@@ -542,12 +583,16 @@ fn dataset_info(st: &State, d: &DatasetRecord) -> DatasetInfo {
     let snapshot_count = st
         .snapshots
         .values()
-        .filter(|s| s.state == RecordState::Active && s.dataset_id == d.id)
+        .filter(|s| s.state == RecordState::Active && live_dataset(st, s.dataset_id) == d.id)
         .count() as u32;
     let clone_count = st
         .datasets
         .values()
-        .filter(|c| c.state == RecordState::Active && c.origin.is_some_and(|o| o.parent_dataset() == d.id))
+        .filter(|c| {
+            c.id != d.id
+                && c.state == RecordState::Active
+                && c.origin.is_some_and(|o| live_dataset(st, o.parent_dataset()) == d.id)
+        })
         .count() as u32;
     DatasetInfo {
         id: d.id,
@@ -567,11 +612,12 @@ fn dataset_info(st: &State, d: &DatasetRecord) -> DatasetInfo {
 }
 
 fn snapshot_info(st: &State, s: &SnapshotRecord) -> SnapshotInfo {
-    let source = st.datasets.get(&s.dataset_id);
+    let dataset_id = live_dataset(st, s.dataset_id);
+    let source = st.datasets.get(&dataset_id);
     SnapshotInfo {
         id: s.id,
         name: s.name.clone(),
-        dataset_id: s.dataset_id,
+        dataset_id,
         dataset: source.map(|d| d.name.clone()).unwrap_or_default(),
         dataset_deleted: source.is_none_or(|d| d.state == RecordState::Deleted),
         checkpoint: s.checkpoint.unwrap_or_default(),

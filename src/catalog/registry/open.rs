@@ -47,6 +47,14 @@ impl Registry {
         // Re-checked under the slot lock: a delete marks the record first, then closes here.
         let kind = self.object_kind(id).await?;
         self.check_open()?;
+        if self.state.read().unwrap().rollbacks.contains_key(&id) {
+            // A catalog reader that learnt of a rollback under way: its database is about
+            // to be replaced, and nothing may be written to the old one meanwhile.
+            if let Some(fs) = guard.take().await {
+                let _ = fs.close().await;
+            }
+            return Err(CatalogError::Unavailable(format!("dataset {id} is being rolled back")));
+        }
         if let (Some(cluster), ObjectKind::Dataset) = (&self.cluster, kind) {
             if !cluster.owns(id) {
                 if let Some(fs) = guard.take().await {
@@ -82,19 +90,21 @@ impl Registry {
                 let quota = self.state.read().unwrap().datasets.get(&id).and_then(|d| d.quota);
                 guard.start_opening(self.open_dataset_task(id, quota));
             }
-            ObjectKind::Snapshot { dataset_id } => {
-                let checkpoint = self
+            ObjectKind::Snapshot { .. } => {
+                // The database holding the checkpoint (after a rollback, the replaced one).
+                let (dataset_id, checkpoint) = self
                     .state
                     .read()
                     .unwrap()
                     .snapshots
                     .get(&id)
-                    .and_then(|s| s.checkpoint)
+                    .and_then(|s| Some((s.dataset_id, s.checkpoint?)))
                     .ok_or_else(|| CatalogError::NotFound(format!("no snapshot with id {id}")))?;
                 let store = self.store.clone();
+                let path = self.db_path(dataset_id);
                 guard.start_opening(async move {
                     let reader = store
-                        .open_checkpoint(&store.dataset_path(dataset_id), checkpoint)
+                        .open_checkpoint(&path, checkpoint)
                         .await
                         .map_err(|e| CatalogError::internal("cannot open snapshot", e))?;
                     Filesystem::open_snapshot(reader).await.map_err(|e| fs_err("cannot open snapshot", e))
@@ -117,12 +127,22 @@ impl Registry {
         id: u64,
         quota: Option<u64>,
     ) -> impl std::future::Future<Output = CatalogResult<Arc<Filesystem>>> + Send + 'static {
+        self.open_writer_task(self.db_path(id), quota)
+    }
+
+    /// Opening the writer of the database at `path` (a dataset's, or the one a rollback is
+    /// making for it).
+    pub(super) fn open_writer_task(
+        &self,
+        path: object_store::path::Path,
+        quota: Option<u64>,
+    ) -> impl std::future::Future<Output = CatalogResult<Arc<Filesystem>>> + Send + 'static {
         let store = self.store.clone();
         let settings = dataset_settings(self.flush_interval, self.store.is_local());
         let opts = FsOptions { durability: self.durability, chunk_size: DEFAULT_CHUNK_SIZE, quota };
         async move {
             let db = store
-                .open_db(&store.dataset_path(id), settings)
+                .open_db(&path, settings)
                 .await
                 .map_err(|e| CatalogError::internal("cannot open the dataset", e))?;
             Filesystem::open(db, opts).await.map_err(|e| fs_err("cannot open the dataset", e))

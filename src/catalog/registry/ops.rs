@@ -88,9 +88,9 @@ impl Registry {
         let result = async {
             let (checkpoint, usage) = self.checkpoint_on_owner(src, &clone_checkpoint_name(id)).await?;
             crash::point("clone.after-checkpoint");
-            let src_path = self.store.dataset_path(src);
+            let src_path = self.db_path(src);
             self.store
-                .clone_db(&src_path, checkpoint, &self.store.dataset_path(id))
+                .clone_db(&src_path, checkpoint, &self.db_path(id))
                 .await
                 .map_err(|e| CatalogError::internal("cannot clone the dataset", e))?;
             crash::point("clone.after-clone");
@@ -125,7 +125,7 @@ impl Registry {
         crash::point("clone.after-intent");
         let result = async {
             self.store
-                .clone_db(&self.store.dataset_path(snap.dataset_id), checkpoint, &self.store.dataset_path(id))
+                .clone_db(&self.db_path(snap.dataset_id), checkpoint, &self.db_path(id))
                 .await
                 .map_err(|e| CatalogError::internal("cannot clone the snapshot", e))?;
             crash::point("clone.after-clone");
@@ -148,6 +148,7 @@ impl Registry {
         }
         self.set_dataset_state(id, RecordState::Deleted).await?;
         crash::point("delete.after-intent");
+        self.drop_policy(id).await?;
         self.evict(id).await;
         self.collect(vec![Obj::Dataset(id)]).await?;
         Ok(self.outcome(Obj::Dataset(id)))

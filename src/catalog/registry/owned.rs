@@ -10,7 +10,7 @@ use super::*;
 use crate::cluster::proto::{self as pb, checkpoint_reply, flush_reply, stats_reply};
 use crate::cluster::{ClusterError, LocalDatasets, OnOwner};
 
-fn cluster_err(e: ClusterError) -> CatalogError {
+pub(super) fn cluster_err(e: ClusterError) -> CatalogError {
     match e {
         ClusterError::Unavailable(m) => CatalogError::Unavailable(m),
         ClusterError::Internal(m) => CatalogError::Internal(m),
@@ -143,7 +143,7 @@ impl Registry {
     async fn usage_read_only(&self, id: u64) -> CatalogResult<Usage> {
         let reader = self
             .store
-            .open_latest(&self.store.dataset_path(id))
+            .open_latest(&self.db_path(id))
             .await
             .map_err(|e| CatalogError::internal("cannot read the dataset", e))?;
         let fs = Filesystem::open_snapshot(reader).await.map_err(|e| fs_err("cannot read the dataset", e))?;
@@ -154,7 +154,7 @@ impl Registry {
 
     /// The writer of a dataset this server serves: without a cluster an explicit request takes
     /// a fenced writer back (as it always did); in a cluster only the owner gets here.
-    async fn writer_here(&self, id: u64) -> CatalogResult<Arc<Filesystem>> {
+    pub(super) async fn writer_here(&self, id: u64) -> CatalogResult<Arc<Filesystem>> {
         if self.cluster.is_some() {
             self.filesystem(id).await
         } else {
@@ -186,7 +186,14 @@ impl LocalDatasets for Registry {
         let fs = self.filesystem(dataset).await.map_err(status_of)?;
         let usage = fs.usage().await;
         let (health, pending_ms) = health_code(fs.health());
-        Ok(pb::Stats { used_bytes: usage.bytes, used_inodes: usage.inodes, quota_bytes: fs.quota(), health, pending_ms })
+        Ok(pb::Stats {
+            used_bytes: usage.bytes,
+            used_inodes: usage.inodes,
+            quota_bytes: fs.quota(),
+            health,
+            pending_ms,
+            change_seq: fs.change_seq(),
+        })
     }
 
     async fn adopt(&self, dataset: u64) {
