@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The VM suite installs its own packages (qemu, a Debian kernel, busybox, nfs-common) when
-# they are missing; the Rust suites need the Helm engine and the Prometheus parser.
+# they are missing; the Rust suites need the Helm engine, the Prometheus parser and, for the web
+# console's browser test, Chromium and Selenium.
 if ! python3 -c "import helm_python" 2>/dev/null; then
   echo "== installing the Helm engine (helm-python-sdk)"
   python3 -m pip install -q helm-python-sdk==0.2.2
@@ -15,6 +16,18 @@ fi
 if ! python3 -c "import prometheus_client" 2>/dev/null; then
   echo "== installing the Prometheus text-format parser (prometheus-client)"
   python3 -m pip install -q prometheus-client==0.26.0
+fi
+
+# The web console's browser test (tests/web.rs, web_browser): Debian's headless Chromium and
+# its WebDriver, driven through Selenium.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  echo "== installing chromium and chromium-driver (the web console's browser test)"
+  apt-get update -qq
+  apt-get install -y -qq chromium chromium-driver
+fi
+if ! python3 -c "import selenium" 2>/dev/null; then
+  echo "== installing selenium"
+  python3 -m pip install -q selenium==4.51.0
 fi
 
 echo "== cargo test --release"

@@ -20,6 +20,7 @@ pub struct Config {
     pub catalog: CatalogConfig,
     pub cluster: ClusterConfig,
     pub metrics: MetricsConfig,
+    pub web: WebConfig,
 }
 
 /// `[metrics]`: the Prometheus `/metrics` page of `slatefs serve` (docs/metrics.md). Off
@@ -30,6 +31,38 @@ pub struct Config {
 pub struct MetricsConfig {
     /// `HOST:PORT` of the HTTP listener serving `GET /metrics`.
     pub listen: Option<String>,
+}
+
+/// `[web]`: the web console and its JSON API (docs/web.md). Off unless `listen` is set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebConfig {
+    /// `HOST:PORT` of the HTTP listener (plain HTTP: loopback or behind a TLS proxy).
+    pub listen: Option<String>,
+    /// The bearer token that may do everything (required with `listen`; mode 0600).
+    pub token_file: Option<PathBuf>,
+    /// A second token that may only look (GET requests); mode 0600 as well.
+    pub readonly_token_file: Option<PathBuf>,
+}
+
+impl WebConfig {
+    pub fn validate(&self) -> Result<()> {
+        let Some(listen) = &self.listen else {
+            if self.token_file.is_some() || self.readonly_token_file.is_some() {
+                bail!("web.token_file and web.readonly_token_file need web.listen");
+            }
+            return Ok(());
+        };
+        if listen.parse::<std::net::SocketAddr>().is_err()
+            && !listen.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok())
+        {
+            bail!("web.listen {listen:?}: expected HOST:PORT");
+        }
+        if self.token_file.is_none() {
+            bail!("web.listen needs web.token_file: the console is never served without a token");
+        }
+        Ok(())
+    }
 }
 
 /// `[cluster]`: several servers sharing one store, one owner per dataset (docs/ownership.md).
@@ -343,6 +376,7 @@ impl Config {
         if let Some(l) = &self.metrics.listen {
             crate::metrics::http::parse_listen(l)?;
         }
+        self.web.validate()?;
         Ok(())
     }
 }
@@ -411,6 +445,20 @@ mod tests {
         assert!(format!("{err:#}").contains("[metrics] listen"), "{err:#}");
         let err = Config::parse("[metrics]\nlistn = \"x\"\n", Path::new("c.toml")).unwrap_err();
         assert!(format!("{err:#}").contains("listn"), "{err:#}");
+    }
+
+    #[test]
+    fn web_needs_a_token() {
+        let c = Config::parse("[web]\nlisten = \"127.0.0.1:8080\"\ntoken_file = \"/t\"\n", Path::new("c.toml")).unwrap();
+        assert_eq!(c.web.listen.as_deref(), Some("127.0.0.1:8080"));
+        for (bad, key) in [
+            ("listen = \"127.0.0.1:8080\"", "token_file"),
+            ("listen = \"nowhere\"\ntoken_file = \"/t\"", "web.listen"),
+            ("token_file = \"/t\"", "need web.listen"),
+        ] {
+            let err = Config::parse(&format!("[web]\n{bad}\n"), Path::new("c.toml")).unwrap_err();
+            assert!(format!("{err:#}").contains(key), "{bad}: {err:#}");
+        }
     }
 
     #[test]

@@ -101,6 +101,7 @@ pub fn default_admin_address(store: &Store) -> String {
 struct Checked {
     token: Option<String>,
     tls: Option<ServerTls>,
+    web_tokens: Option<crate::web::Tokens>,
 }
 
 fn check(config: &Config) -> Result<Checked> {
@@ -128,7 +129,8 @@ fn check(config: &Config) -> Result<Checked> {
     if let (Some(_), Some(path)) = (&config.cluster.listen, &config.cluster.secret_file) {
         read_cluster_secret(path)?;
     }
-    Ok(Checked { token, tls })
+    let web_tokens = crate::web::check(&config.web)?;
+    Ok(Checked { token, tls, web_tokens })
 }
 
 pub async fn run(args: ServeArgs) -> Result<()> {
@@ -182,6 +184,14 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         }
         None => "off".to_string(),
     };
+    let web_task = match (&config.web.listen, checked.web_tokens) {
+        (Some(listen), Some(tokens)) => {
+            let web = crate::web::WebListener::bind(listen, tokens).await?;
+            let stop = shutdown.clone();
+            Some(tokio::spawn(web.run(registry.clone(), async move { stop.cancelled().await })))
+        }
+        _ => None,
+    };
     // The catalog owner runs the snapshot policies (docs/policies.md).
     let policies = (!registry.is_reader())
         .then(|| tokio::spawn(crate::policy::runner::run(std::sync::Arc::downgrade(&registry), shutdown.clone())));
@@ -205,6 +215,12 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     }
     if let Ok(Err(e)) = admin_task.await {
         tracing::warn!("admin API: {e:#}");
+    }
+    if let Some(Ok(Err(e))) = match web_task {
+        Some(t) => Some(t.await),
+        None => None,
+    } {
+        tracing::warn!("web console: {e:#}");
     }
     registry.shutdown().await;
     let requests = store.request_stats();
