@@ -14,11 +14,16 @@ part() {
 }
 
 # The VM suite installs its own packages (qemu, a Debian kernel, busybox, nfs-common) when
-# they are missing; the Rust suites need the Helm engine and, for the web console's browser
-# test, Chromium and Selenium.
+# they are missing; the Rust suites need the Helm engine, the Prometheus parser and, for the web
+# console's browser test, Chromium and Selenium.
 if ! python3 -c "import helm_python" 2>/dev/null; then
   part "installing the Helm engine (helm-python-sdk)"
   python3 -m pip install -q helm-python-sdk==0.2.2
+fi
+# The metrics tests parse /metrics pages with the Prometheus text-format parser.
+if ! python3 -c "import prometheus_client" 2>/dev/null; then
+  echo "== installing the Prometheus text-format parser (prometheus-client)"
+  python3 -m pip install -q prometheus-client==0.26.0
 fi
 
 # The web console's browser test (tests/web.rs, web_browser): Debian's headless Chromium and

@@ -19,8 +19,19 @@ pub struct Config {
     pub durability: DurabilityConfig,
     pub catalog: CatalogConfig,
     pub cluster: ClusterConfig,
+    pub metrics: MetricsConfig,
     pub web: WebConfig,
     pub maintenance: MaintenanceConfig,
+}
+
+/// `[metrics]`: the Prometheus `/metrics` page of `slatefs serve` (docs/metrics.md). Off
+/// unless `listen` is set. The CSI plugin has its own (`slatefs csi --metrics-listen`), so
+/// that a config file shared by a node's server and plugin does not make both bind one port.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `HOST:PORT` of the HTTP listener serving `GET /metrics`.
+    pub listen: Option<String>,
 }
 
 /// `[web]`: the web console and its JSON API (docs/web.md). Off unless `listen` is set.
@@ -412,6 +423,9 @@ impl Config {
             bail!("durability.flush_interval_ms must be at least 1");
         }
         self.cluster.validate()?;
+        if let Some(l) = &self.metrics.listen {
+            crate::metrics::http::parse_listen(l)?;
+        }
         self.web.validate()?;
         self.maintenance.validate()?;
         Ok(())
@@ -471,6 +485,17 @@ mod tests {
             let err = Config::parse(&format!("[nfs]\n{bad}\n"), Path::new("c.toml")).unwrap_err();
             assert!(format!("{err:#}").contains(key), "{bad}: {err:#}");
         }
+    }
+
+    #[test]
+    fn metrics_listen() {
+        let c = Config::parse("[metrics]\nlisten = \"127.0.0.1:9100\"\n", Path::new("c.toml")).unwrap();
+        assert_eq!(c.metrics.listen.as_deref(), Some("127.0.0.1:9100"));
+        assert_eq!(Config::default().metrics.listen, None);
+        let err = Config::parse("[metrics]\nlisten = \"everywhere\"\n", Path::new("c.toml")).unwrap_err();
+        assert!(format!("{err:#}").contains("[metrics] listen"), "{err:#}");
+        let err = Config::parse("[metrics]\nlistn = \"x\"\n", Path::new("c.toml")).unwrap_err();
+        assert!(format!("{err:#}").contains("listn"), "{err:#}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod size;
+pub mod metrics;
 pub mod store;
 pub mod cluster;
 pub mod fs;

@@ -1722,3 +1722,6 @@ fn readme_section_covers_install_roll_and_parameters() {
         assert!(guide.contains(needle), "docs/kubernetes.md does not cover {needle:?}");
     }
 }
+
+#[path = "k8s_packaging/metrics.rs"]
+mod metrics;

@@ -14,7 +14,7 @@ use super::proto::{self, admin_server::AdminServer};
 use super::store_access::{self, S3Credentials};
 use super::tls::{check_listener, ServerTls};
 use super::AdminAddr;
-use crate::catalog::{DatasetInfo, DeleteOutcome, Origin, Registry, SnapshotInfo, SnapshotResult};
+use crate::catalog::{DatasetInfo, DeleteOutcome, KubernetesRef, Origin, Registry, SnapshotInfo, SnapshotResult};
 use crate::fs::Health;
 
 /// A bound admin listener, not yet serving (so callers learn about bind errors at once and
@@ -217,6 +217,22 @@ impl proto::admin_server::Admin for AdminService {
         Ok(Response::new(dataset_msg(self.registry.get_default().await?)))
     }
 
+    async fn set_kubernetes_ref(&self, req: Request<proto::SetKubernetesRefRequest>) -> Reply<proto::SetKubernetesRefResponse> {
+        let r = req.into_inner();
+        let k = r.r#ref.unwrap_or_default();
+        let k = KubernetesRef { namespace: k.namespace, name: k.name, content: k.content };
+        match r.object {
+            Some(proto::set_kubernetes_ref_request::Object::Dataset(name)) => {
+                self.registry.set_dataset_kubernetes_ref(&name, k).await?;
+            }
+            Some(proto::set_kubernetes_ref_request::Object::Snapshot(name)) => {
+                self.registry.set_snapshot_kubernetes_ref(&name, k).await?;
+            }
+            None => return Err(Status::invalid_argument("name a dataset or a snapshot")),
+        }
+        Ok(Response::new(proto::SetKubernetesRefResponse {}))
+    }
+
     async fn set_quota(&self, req: Request<proto::SetQuotaRequest>) -> Reply<proto::Dataset> {
         let r = req.into_inner();
         let info = self.registry.set_quota(&r.name, r.quota_bytes).await?;
@@ -342,7 +358,12 @@ fn dataset_msg(d: DatasetInfo) -> proto::Dataset {
         clone_count: d.clone_count,
         health: d.health.as_ref().map(health_msg),
         owner: d.owner.unwrap_or_default(),
+        kubernetes: d.kubernetes.map(kubernetes_msg),
     }
+}
+
+fn kubernetes_msg(k: KubernetesRef) -> proto::KubernetesRef {
+    proto::KubernetesRef { namespace: k.namespace, name: k.name, content: k.content }
 }
 
 fn snapshot_msg(s: SnapshotInfo) -> proto::Snapshot {
@@ -357,6 +378,7 @@ fn snapshot_msg(s: SnapshotInfo) -> proto::Snapshot {
         inodes: s.inodes,
         clone_count: s.clone_count,
         dataset_deleted: s.dataset_deleted,
+        kubernetes: s.kubernetes.map(kubernetes_msg),
     }
 }
 

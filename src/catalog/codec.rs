@@ -31,13 +31,27 @@
 //!                  0x30 database:u64   its database is `datasets/<database>` (unset: its id)
 //!                  0x31 successor:u64  a rolled-back database kept hidden for its snapshots:
 //!                                      the dataset that was rolled back
+//!                  0x40 len:u16 kubernetes
 //! SnapshotRecord = 0x01 state:u8 name:str dataset_id:u64 checkpoint:opt<uuid>
 //!                       created_ms:u64 size_bytes:u64 inodes:u64
+//!   then optional fields as above:
+//!                  0x40 len:u16 kubernetes
+//! kubernetes     = namespace:str name:str content:str
+//!                  (DatasetRecord: the PersistentVolumeClaim and its PersistentVolume;
+//!                   SnapshotRecord: the VolumeSnapshot and its VolumeSnapshotContent)
 //! state          = 0 creating | 1 active | 2 deleted
 //! RollbackIntent = 0x01 snapshot_id:u64 hidden_id:u64 database:u64
 //! ```
+//!
+//! Fields from 0x40 on carry their length, and a reader skips one it does not know (see
+//! `fields`); the fixed-size ones below 0x40 must be known.
 
 use uuid::Uuid;
+
+mod fields;
+
+use fields::{read_fields, FIELD_DATABASE, FIELD_SUCCESSOR};
+pub use fields::KubernetesRef;
 
 pub const CATALOG_FORMAT: u32 = 1;
 /// Ids stay below 2^24: the NFS layer puts `id << 40 | inode` into 64-bit file ids.
@@ -52,9 +66,6 @@ pub const TAG_DATASET: u8 = b'D';
 pub const TAG_SNAPSHOT: u8 = b'S';
 pub const TAG_POLICY: u8 = b'P';
 pub const TAG_ROLLBACK: u8 = b'R';
-
-const FIELD_DATABASE: u8 = 0x30;
-const FIELD_SUCCESSOR: u8 = 0x31;
 
 pub fn dataset_key(id: u64) -> Vec<u8> {
     tagged(TAG_DATASET, id)
@@ -158,6 +169,7 @@ pub struct DatasetRecord {
     /// Set on the hidden record of a database a rollback replaced: the dataset rolled back,
     /// whose snapshots still live in this database.
     pub successor: Option<u64>,
+    pub kubernetes: Option<KubernetesRef>,
 }
 
 /// A rollback under way (written before anything is made, removed in the same batch that
@@ -207,6 +219,7 @@ pub struct SnapshotRecord {
     pub created_ms: u64,
     pub size_bytes: u64,
     pub inodes: u64,
+    pub kubernetes: Option<KubernetesRef>,
 }
 
 impl DatasetRecord {
@@ -238,6 +251,7 @@ impl DatasetRecord {
             w.u8(FIELD_SUCCESSOR);
             w.u64(s);
         }
+        KubernetesRef::write_field(&self.kubernetes, &mut w);
         w.0
     }
 
@@ -268,21 +282,18 @@ impl DatasetRecord {
             }),
             x => return Err(CodecError(format!("dataset record {id}: unknown origin tag {x}"))),
         };
-        let (mut database, mut successor) = (None, None);
-        let mut last_field = 0;
-        while !r.buf.is_empty() {
-            let field = r.u8()?;
-            if field <= last_field {
-                return Err(CodecError(format!("dataset record {id}: field {field:#x} out of order")));
-            }
-            last_field = field;
-            match field {
-                FIELD_DATABASE => database = Some(r.u64()?),
-                FIELD_SUCCESSOR => successor = Some(r.u64()?),
-                x => return Err(CodecError(format!("dataset record {id}: unknown field {x:#x}"))),
-            }
-        }
-        Ok(DatasetRecord { id, state, name, quota, created_ms, origin, database, successor })
+        let fields = read_fields(&mut r, &format!("dataset record {id}"), &[FIELD_DATABASE, FIELD_SUCCESSOR])?;
+        Ok(DatasetRecord {
+            id,
+            state,
+            name,
+            quota,
+            created_ms,
+            origin,
+            database: fields.database,
+            successor: fields.successor,
+            kubernetes: fields.kubernetes,
+        })
     }
 }
 
@@ -303,6 +314,7 @@ impl SnapshotRecord {
         w.u64(self.created_ms);
         w.u64(self.size_bytes);
         w.u64(self.inodes);
+        KubernetesRef::write_field(&self.kubernetes, &mut w);
         w.0
     }
 
@@ -325,8 +337,8 @@ impl SnapshotRecord {
         let created_ms = r.u64()?;
         let size_bytes = r.u64()?;
         let inodes = r.u64()?;
-        r.end()?;
-        Ok(SnapshotRecord { id, state, name, dataset_id, checkpoint, created_ms, size_bytes, inodes })
+        let kubernetes = read_fields(&mut r, &format!("snapshot record {id}"), &[])?.kubernetes;
+        Ok(SnapshotRecord { id, state, name, dataset_id, checkpoint, created_ms, size_bytes, inodes, kubernetes })
     }
 }
 
@@ -429,152 +441,4 @@ impl<'a> Reader<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dataset_records_round_trip() {
-        let records = [
-            DatasetRecord {
-                id: 1,
-                state: RecordState::Active,
-                name: "root".into(),
-                quota: None,
-                created_ms: 1_700_000_000_000,
-                origin: None,
-                database: None,
-                successor: None,
-            },
-            DatasetRecord {
-                id: 7,
-                state: RecordState::Creating,
-                name: "a.b-c".into(),
-                quota: Some(10 << 30),
-                created_ms: 5,
-                origin: Some(Origin::Dataset { dataset_id: 3 }),
-                database: Some(9),
-                successor: None,
-            },
-            DatasetRecord {
-                id: (1 << 24) - 1,
-                state: RecordState::Deleted,
-                name: "x".repeat(253),
-                quota: Some(1),
-                created_ms: u64::MAX,
-                origin: Some(Origin::Snapshot {
-                    snapshot_id: 9,
-                    dataset_id: 2,
-                    checkpoint: Uuid::new_v4(),
-                }),
-                database: Some(11),
-                successor: Some(4),
-            },
-        ];
-        for r in records {
-            assert_eq!(DatasetRecord::decode(r.id, &r.encode()).unwrap(), r);
-        }
-    }
-
-    #[test]
-    fn snapshot_records_round_trip() {
-        for checkpoint in [None, Some(Uuid::new_v4())] {
-            let r = SnapshotRecord {
-                id: 12,
-                state: RecordState::Active,
-                name: "monday".into(),
-                dataset_id: 4,
-                checkpoint,
-                created_ms: 99,
-                size_bytes: 200 << 20,
-                inodes: 17,
-            };
-            assert_eq!(SnapshotRecord::decode(12, &r.encode()).unwrap(), r);
-        }
-    }
-
-    #[test]
-    fn layout_is_stable() {
-        // The bytes on disk are the contract: a change here needs a new record version.
-        let r = DatasetRecord {
-            id: 2,
-            state: RecordState::Active,
-            name: "ab".into(),
-            quota: Some(3),
-            created_ms: 4,
-            origin: Some(Origin::Dataset { dataset_id: 5 }),
-            database: None,
-            successor: None,
-        };
-        assert_eq!(
-            r.encode(),
-            [
-                1, 1, 0, 2, b'a', b'b', 1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 4, 1, 0,
-                0, 0, 0, 0, 0, 0, 5
-            ]
-        );
-        assert_eq!(dataset_key(0x0102), [b'D', 0, 0, 0, 0, 0, 0, 1, 2]);
-        assert_eq!(snapshot_key(3), [b'S', 0, 0, 0, 0, 0, 0, 0, 3]);
-        assert_eq!(parse_record_key(&snapshot_key(3)).unwrap(), (TAG_SNAPSHOT, 3));
-    }
-
-    #[test]
-    fn unknown_versions_and_garbage_are_refused() {
-        let mut v = DatasetRecord {
-            id: 1,
-            state: RecordState::Active,
-            name: "a".into(),
-            quota: None,
-            created_ms: 0,
-            origin: None,
-            database: None,
-            successor: None,
-        }
-        .encode();
-        v[0] = 2;
-        let err = DatasetRecord::decode(1, &v).unwrap_err().to_string();
-        assert!(err.contains("version 2"), "{err}");
-        assert!(DatasetRecord::decode(1, &[1, 1]).is_err());
-        assert!(SnapshotRecord::decode(1, &[]).is_err());
-        let mut ok = SnapshotRecord {
-            id: 1,
-            state: RecordState::Active,
-            name: "a".into(),
-            dataset_id: 1,
-            checkpoint: None,
-            created_ms: 0,
-            size_bytes: 0,
-            inodes: 0,
-        }
-        .encode();
-        ok.push(0);
-        assert!(SnapshotRecord::decode(1, &ok).unwrap_err().to_string().contains("trailing"));
-        assert!(parse_record_key(b"X12345678").is_err());
-        v[0] = 1;
-        v.extend_from_slice(&[0x7f, 0, 0, 0, 0, 0, 0, 0, 1]);
-        let err = DatasetRecord::decode(1, &v).unwrap_err().to_string();
-        assert!(err.contains("unknown field"), "{err}");
-    }
-
-    #[test]
-    fn rolled_back_records_keep_the_old_layout_as_a_prefix() {
-        let old = DatasetRecord {
-            id: 2,
-            state: RecordState::Active,
-            name: "ab".into(),
-            quota: None,
-            created_ms: 4,
-            origin: None,
-            database: None,
-            successor: None,
-        };
-        let rolled = DatasetRecord { database: Some(7), ..old.clone() };
-        let bytes = rolled.encode();
-        assert_eq!(&bytes[..old.encode().len()], old.encode().as_slice());
-        assert_eq!(&bytes[old.encode().len()..], [0x30, 0, 0, 0, 0, 0, 0, 0, 7]);
-        assert_eq!(DatasetRecord::decode(2, &bytes).unwrap().database_id(), 7);
-        assert_eq!(DatasetRecord::decode(2, &old.encode()).unwrap().database_id(), 2);
-        let intent = RollbackIntent { dataset_id: 2, snapshot_id: 3, hidden_id: 8, database: 9 };
-        assert_eq!(RollbackIntent::decode(2, &intent.encode()).unwrap(), intent);
-        assert_eq!(parse_record_key(&rollback_key(2)).unwrap(), (TAG_ROLLBACK, 2));
-    }
-}
+mod tests;

@@ -61,10 +61,10 @@ pub mod registry;
 mod slot;
 
 pub use policy_record::{PolicyRecord, RetentionRecord, ScheduleRecord};
-pub use codec::{DatasetRecord, Origin, RecordState, SnapshotRecord, MAX_ID};
+pub use codec::{DatasetRecord, KubernetesRef, Origin, RecordState, SnapshotRecord, MAX_ID};
 pub use registry::{
-    policy_snapshot_name, DatasetInfo, DeleteOutcome, ObjectKind, PolicyInfo, PolicySettings, Registry,
-    RollbackOutcome, SnapshotInfo, SnapshotResult, MAX_POLICY_PREFIX,
+    checked_kubernetes_ref, policy_snapshot_name, DatasetInfo, DeleteOutcome, Inventory, ObjectKind, PolicyInfo,
+    PolicySettings, Registry, RollbackOutcome, SnapshotInfo, SnapshotResult, MAX_POLICY_PREFIX,
 };
 
 /// The name of the default dataset created on first start.

@@ -52,6 +52,9 @@ pub struct PluginArgs {
     /// NFS server the node mounts from [default: the config's [nfs] listen, wildcard → loopback]
     #[arg(long, value_name = "HOST:PORT")]
     pub nfs_server: Option<String>,
+    /// Serve Prometheus metrics of the CSI RPCs (`GET /metrics`) on HOST:PORT [default: off]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
 }
 
 pub async fn run(args: CsiArgs) -> Result<()> {
@@ -81,6 +84,7 @@ async fn run_plugin(a: PluginArgs) -> Result<()> {
         admin,
         nfs_server,
         config,
+        metrics_listen: a.metrics_listen,
     };
     server::run(opts, shutdown_signal()).await
 }

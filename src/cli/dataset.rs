@@ -297,7 +297,18 @@ fn dataset_json(d: &proto::Dataset) -> Value {
         "snapshot_count": d.snapshot_count,
         "clone_count": d.clone_count,
         "owner": (!d.owner.is_empty()).then_some(&d.owner),
+        "kubernetes": d.kubernetes.as_ref().map(|k| json!({
+            "namespace": k.namespace, "persistentvolumeclaim": k.name, "persistentvolume": k.content,
+        })),
     })
+}
+
+/// `NAMESPACE/NAME` of the Kubernetes object, or `-`.
+fn kubernetes_text(k: &Option<proto::KubernetesRef>) -> String {
+    match k {
+        Some(k) if !k.name.is_empty() => format!("{}/{}", k.namespace, k.name),
+        _ => "-".into(),
+    }
 }
 
 fn snapshot_json(s: &proto::Snapshot) -> Value {
@@ -312,6 +323,9 @@ fn snapshot_json(s: &proto::Snapshot) -> Value {
         "inodes": s.inodes,
         "clone_count": s.clone_count,
         "dataset_deleted": s.dataset_deleted,
+        "kubernetes": s.kubernetes.as_ref().map(|k| json!({
+            "namespace": k.namespace, "volumesnapshot": k.name, "volumesnapshotcontent": k.content,
+        })),
     })
 }
 
@@ -326,13 +340,14 @@ fn datasets_table(ds: &[proto::Dataset]) -> Rendered {
                 d.snapshot_count.to_string(),
                 origin_text(d),
                 if d.owner.is_empty() { "-".into() } else { d.owner.clone() },
+                kubernetes_text(&d.kubernetes),
                 if d.is_default { "*".into() } else { String::new() },
             ]
         })
         .collect();
     Rendered {
         json: Value::Array(ds.iter().map(dataset_json).collect()),
-        table: table(&["NAME", "ID", "QUOTA", "SNAPSHOTS", "ORIGIN", "OWNER", "DEFAULT"], &rows),
+        table: table(&["NAME", "ID", "QUOTA", "SNAPSHOTS", "ORIGIN", "OWNER", "PVC", "DEFAULT"], &rows),
     }
 }
 
@@ -347,12 +362,13 @@ fn snapshots_table(ss: &[proto::Snapshot]) -> Rendered {
                 human(s.size_bytes),
                 time_text(s.created_unix_ms),
                 s.clone_count.to_string(),
+                kubernetes_text(&s.kubernetes),
             ]
         })
         .collect();
     Rendered {
         json: Value::Array(ss.iter().map(snapshot_json).collect()),
-        table: table(&["NAME", "DATASET", "ID", "SIZE", "CREATED", "CLONES"], &rows),
+        table: table(&["NAME", "DATASET", "ID", "SIZE", "CREATED", "CLONES", "VOLUMESNAPSHOT"], &rows),
     }
 }
 
@@ -369,6 +385,8 @@ fn dataset_details(d: &proto::Dataset) -> String {
     line("snapshots:", d.snapshot_count.to_string());
     line("clones:", d.clone_count.to_string());
     line("owner:", if d.owner.is_empty() { "-".into() } else { d.owner.clone() });
+    line("pvc:", kubernetes_text(&d.kubernetes));
+    line("pv:", d.kubernetes.as_ref().filter(|k| !k.content.is_empty()).map(|k| k.content.clone()).unwrap_or_else(|| "-".into()));
     line("created:", time_text(d.created_unix_ms));
     s
 }

@@ -50,6 +50,9 @@ pub struct ServeArgs {
     /// see src/store/faults.rs for the syntax.
     #[arg(long, value_name = "SPEC")]
     pub inject_faults: Option<String>,
+    /// Serve Prometheus metrics (`GET /metrics`) on HOST:PORT ([metrics] listen).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub metrics_listen: Option<String>,
 }
 
 impl ServeArgs {
@@ -75,6 +78,9 @@ impl ServeArgs {
         }
         if let Some(advertise) = &self.cluster_advertise {
             config.cluster.advertise = Some(advertise.clone());
+        }
+        if let Some(listen) = &self.metrics_listen {
+            config.metrics.listen = Some(listen.clone());
         }
         config.validate()?;
         Ok(config)
@@ -164,6 +170,20 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     let admin_addr = admin.addr().to_string();
     let admin_stop = shutdown.clone();
     let admin_task = tokio::spawn(admin.run(registry.clone(), async move { admin_stop.cancelled().await }));
+    let metrics_addr = match &config.metrics.listen {
+        Some(listen) => {
+            let listener = crate::metrics::http::MetricsListener::bind(listen).await?;
+            let addr = listener.local_addr()?;
+            let page_registry = registry.clone();
+            let render: crate::metrics::http::RenderFn = std::sync::Arc::new(move || {
+                let r = page_registry.clone();
+                Box::pin(async move { crate::metrics::server_page::render(&r).await })
+            });
+            listener.spawn(render, shutdown.clone());
+            addr.to_string()
+        }
+        None => "off".to_string(),
+    };
     let web_task = match (&config.web.listen, checked.web_tokens) {
         (Some(listen), Some(tokens)) => {
             let web = crate::web::WebListener::bind(listen, tokens).await?;
@@ -179,6 +199,7 @@ pub async fn run(args: ServeArgs) -> Result<()> {
         store = %config.storage.url,
         nfs = %nfs.local_addr,
         admin = %admin_addr,
+        metrics = %metrics_addr,
         durability = ?config.durability.mode,
         "slatefs serving"
     );

@@ -267,19 +267,19 @@ impl Cluster {
         }
         for _ in 0..MAX_ROUNDS {
             let rec = self.records.current(dataset).await.map_err(store_err)?;
-            let (next, reason) = match &rec {
-                None => (1, "first use".to_string()),
+            let (next, reason, taken_over) = match &rec {
+                None => (1, "first use".to_string(), false),
                 Some(r) => match &r.owner {
-                    None => (r.epoch + 1, "released by its last owner".to_string()),
+                    None => (r.epoch + 1, "released by its last owner".to_string(), false),
                     Some(o) if *o == self.me => {
                         entry.set(View::Mine { epoch: r.epoch });
                         return Ok(true);
                     }
                     Some(o) if o.name == self.me.name => {
-                        (r.epoch + 1, "its owner was an earlier run of this server".to_string())
+                        (r.epoch + 1, "its owner was an earlier run of this server".to_string(), true)
                     }
                     Some(o) if seen == (View::Dead { epoch: r.epoch }) => {
-                        (r.epoch + 1, format!("its owner {} ({}) is gone", o.name, o.address))
+                        (r.epoch + 1, format!("its owner {} ({}) is gone", o.name, o.address), true)
                     }
                     Some(o) => {
                         entry.set(View::Theirs { epoch: r.epoch, owner: o.clone() });
@@ -299,6 +299,10 @@ impl Cluster {
             };
             if self.records.create(&claim).await.map_err(store_err)? {
                 tracing::info!(dataset, epoch = next, "taking ownership of dataset {dataset}: {reason}");
+                crate::metrics::events::count(&crate::metrics::events::OWNERSHIP_TAKEN);
+                if taken_over {
+                    crate::metrics::events::count(&crate::metrics::events::OWNERSHIP_TAKEN_OVER);
+                }
                 entry.set(View::Mine { epoch: next });
                 self.prune_later(dataset, next);
                 return Ok(true);
@@ -331,6 +335,7 @@ impl Cluster {
         let entry = self.entry(dataset);
         if let View::Mine { epoch } = entry.view() {
             tracing::warn!(dataset, epoch, "dataset {dataset}: another server opened it for writing; reading its ownership again");
+            crate::metrics::events::count(&crate::metrics::events::OWNERSHIP_LOST);
             entry.set(View::Unknown);
         }
     }
@@ -483,6 +488,7 @@ impl Cluster {
                 entry.forwarders.lock().expect("forwarders lock").clear();
                 match to {
                     Some(m) => {
+                        crate::metrics::events::count(&crate::metrics::events::OWNERSHIP_HANDED_OFF);
                         entry.set(View::Theirs { epoch: epoch + 1, owner: m.clone() });
                         self.prune_later(dataset, epoch + 1);
                         if let Ok(mut client) = self.peers.client(&m.address) {

@@ -9,7 +9,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
-use super::backend::{Backend, Dataset, Health, Origin, Snapshot, Stats};
+use super::backend::{Backend, Dataset, Health, KubernetesRef, Origin, Snapshot, Stats};
 use super::secrets::S3Credentials;
 use super::transport::{self, BearerToken};
 use crate::admin::proto as pb;
@@ -90,6 +90,15 @@ fn snapshot(s: pb::Snapshot) -> Snapshot {
     Snapshot { name: s.name, dataset: s.dataset, created_unix_ms: s.created_unix_ms, size_bytes: s.size_bytes }
 }
 
+impl AdminBackend {
+    async fn set_kubernetes_ref(&self, object: pb::set_kubernetes_ref_request::Object, r: &KubernetesRef) -> Result<(), Status> {
+        let r = pb::KubernetesRef { namespace: r.namespace.clone(), name: r.name.clone(), content: r.content.clone() };
+        let request = pb::SetKubernetesRefRequest { object: Some(object), r#ref: Some(r) };
+        self.client().set_kubernetes_ref(req(request, WRITE_TIMEOUT)).await?;
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Backend for AdminBackend {
     async fn ping(&self) -> Result<(), Status> {
@@ -113,6 +122,14 @@ impl Backend for AdminBackend {
             .create_dataset(req(pb::CreateDatasetRequest { name: name.into(), quota_bytes }, WRITE_TIMEOUT))
             .await?;
         Ok(dataset(r.into_inner()))
+    }
+
+    async fn set_dataset_kubernetes_ref(&self, dataset: &str, r: &KubernetesRef) -> Result<(), Status> {
+        self.set_kubernetes_ref(pb::set_kubernetes_ref_request::Object::Dataset(dataset.into()), r).await
+    }
+
+    async fn set_snapshot_kubernetes_ref(&self, snapshot: &str, r: &KubernetesRef) -> Result<(), Status> {
+        self.set_kubernetes_ref(pb::set_kubernetes_ref_request::Object::Snapshot(snapshot.into()), r).await
     }
 
     async fn delete_dataset(&self, name: &str) -> Result<(), Status> {

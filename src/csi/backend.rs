@@ -82,6 +82,8 @@ pub struct Stats {
     pub health: Option<Health>,
 }
 
+pub use crate::catalog::KubernetesRef;
+
 #[async_trait]
 pub trait Backend: Send + Sync {
     /// Cheap reachability check (Probe).
@@ -104,6 +106,10 @@ pub trait Backend: Send + Sync {
     async fn dataset_stats(&self, name: &str) -> Result<Stats, Status>;
     /// Proves that `creds` may use the server's store (`store_url` empty: whatever it is).
     async fn check_store_access(&self, store_url: &str, creds: &S3Credentials) -> Result<(), Status>;
+    /// Records the PersistentVolumeClaim a dataset was made for.
+    async fn set_dataset_kubernetes_ref(&self, dataset: &str, r: &KubernetesRef) -> Result<(), Status>;
+    /// Records the VolumeSnapshot a read-only snapshot was made for.
+    async fn set_snapshot_kubernetes_ref(&self, snapshot: &str, r: &KubernetesRef) -> Result<(), Status>;
     /// Gives dataset `name` this snapshot policy (`None`: removes its policy, if it has one).
     async fn set_policy(&self, name: &str, policy: Option<&crate::policy::PolicyText>) -> Result<(), Status>;
 }

@@ -15,7 +15,7 @@ use super::backend::{self, Backend, Dataset, Origin, Snapshot as BSnapshot};
 use super::proto::controller_server::Controller;
 use super::proto::volume_content_source::{SnapshotSource, Type as SourceType, VolumeSource};
 use super::proto::*;
-use super::{caps, ids, params, secrets};
+use super::{caps, ids, names, params, secrets};
 use crate::store::Store;
 
 pub struct ControllerService {
@@ -307,6 +307,7 @@ impl Controller for ControllerService {
         ids::validate_csi_name("name", &req.name)?;
         caps::validate_all(&req.volume_capabilities)?;
         params::validate_volume_params(&req.parameters, &self.served)?;
+        names::check_metadata(&req.parameters)?;
         let policy = params::creation_policy(&req.parameters, &req.mutable_parameters)?;
         let range = req.capacity_range.as_ref();
         let cap = ids::capacity_for(range)?;
@@ -319,6 +320,7 @@ impl Controller for ControllerService {
         match self.backend.get_dataset(&name).await {
             Ok(ds) => {
                 let volume = self.existing(ds, &want, range, cap).await?;
+                names::record_pvc(self.backend.as_ref(), &name, &req.parameters).await?;
                 // A retried call finishes what the first one may not have: the policy.
                 if let Some(p) = &policy {
                     self.backend.set_policy(&name, p.as_ref()).await?;
@@ -334,10 +336,12 @@ impl Controller for ControllerService {
             Err(e) if e.code() == Code::AlreadyExists => {
                 let ds = self.backend.get_dataset(&name).await?;
                 let volume = self.existing(ds, &want, range, cap).await?;
+                names::record_pvc(self.backend.as_ref(), &name, &req.parameters).await?;
                 return Ok(Response::new(CreateVolumeResponse { volume: Some(volume) }));
             }
             Err(e) => return Err(e),
         };
+        names::record_pvc(self.backend.as_ref(), &name, &req.parameters).await?;
         if let Some(p) = &policy {
             self.backend.set_policy(&name, p.as_ref()).await?;
         }
@@ -515,12 +519,14 @@ impl Controller for ControllerService {
         required("source_volume_id", &req.source_volume_id)?;
         ids::validate_csi_name("name", &req.name)?;
         params::validate_snapshot_params(&req.parameters)?;
+        names::check_metadata(&req.parameters)?;
         let snap = ids::catalog_name_for(&req.name);
         let _guard = self.begin(format!("snapshot {snap}"))?;
         self.check_secrets(&req.secrets, "").await?;
 
         if let Some(s) = backend::find_snapshot(self.backend.as_ref(), &snap).await? {
             if s.dataset == req.source_volume_id {
+                names::record_volumesnapshot(self.backend.as_ref(), &snap, &req.parameters).await?;
                 return Ok(Response::new(CreateSnapshotResponse { snapshot: Some(csi_snapshot(&s)) }));
             }
             return Err(Status::already_exists(format!(
@@ -544,6 +550,7 @@ impl Controller for ControllerService {
             }
             Err(e) => return Err(e),
         };
+        names::record_volumesnapshot(self.backend.as_ref(), &snap, &req.parameters).await?;
         tracing::info!(snapshot = %snap, volume = %source, "created snapshot");
         Ok(Response::new(CreateSnapshotResponse { snapshot: Some(csi_snapshot(&s)) }))
     }

@@ -75,6 +75,7 @@ pub mod controller;
 pub mod identity;
 pub mod ids;
 pub mod mounter;
+pub mod names;
 pub mod node;
 pub mod params;
 pub mod secrets;

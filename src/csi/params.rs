@@ -9,7 +9,7 @@
 //! | `endpoint`, `region` | text | must equal `[storage] endpoint` / `region` (unset there: must be empty), else INVALID_ARGUMENT |
 //! | `pathStyle`, `allowHttp` | `true` / `false` | must equal `[storage] path_style` / `allow_http` (unset: false), else INVALID_ARGUMENT |
 //! | `snapshotPolicy` | `none` or `every=1h; keep-hourly=24; …` (`crate::policy::params`) | every volume of the class gets this snapshot policy; also the one key of VolumeAttributesClass parameters (ControllerModifyVolume, CreateVolume's `mutable_parameters`) |
-//! | `csi.storage.k8s.io/*` | any | metadata the external-provisioner adds (`pvc/name`, `pvc/namespace`, `pv/name`) and the secret references; accepted and ignored |
+//! | `csi.storage.k8s.io/*` | any | metadata csi-provisioner and csi-snapshotter add with `--extra-create-metadata` (`pvc/name`, `pvc/namespace`, `pv/name`; `volumesnapshot/name`, `volumesnapshot/namespace`, `volumesnapshotcontent/name`), recorded with the dataset or snapshot (see [`pvc_ref`]), and the secret references |
 //!
 //! The Secrets those references name arrive in the calls' `secrets` maps: see `secrets.rs`.
 
@@ -23,6 +23,23 @@ pub const KUBERNETES_PREFIX: &str = "csi.storage.k8s.io/";
 pub const VOLUME_KEYS: &[&str] = &["storeUrl", "durability", "endpoint", "region", "pathStyle", "allowHttp", "snapshotPolicy"];
 /// What a VolumeAttributesClass may set.
 pub const MUTABLE_KEYS: &[&str] = &[crate::policy::params::PARAMETER];
+
+/// The PersistentVolumeClaim (and PersistentVolume) a CreateVolume is for, from the
+/// provisioner's metadata; `None` when it sent none (no `--extra-create-metadata`).
+pub fn pvc_ref(params: &HashMap<String, String>) -> Option<crate::catalog::KubernetesRef> {
+    kubernetes_ref(params, "pvc/namespace", "pvc/name", "pv/name")
+}
+
+/// The VolumeSnapshot (and VolumeSnapshotContent) a CreateSnapshot is for.
+pub fn volumesnapshot_ref(params: &HashMap<String, String>) -> Option<crate::catalog::KubernetesRef> {
+    kubernetes_ref(params, "volumesnapshot/namespace", "volumesnapshot/name", "volumesnapshotcontent/name")
+}
+
+fn kubernetes_ref(params: &HashMap<String, String>, namespace: &str, name: &str, content: &str) -> Option<crate::catalog::KubernetesRef> {
+    let get = |k: &str| params.get(&format!("{KUBERNETES_PREFIX}{k}")).cloned().unwrap_or_default();
+    let r = crate::catalog::KubernetesRef { namespace: get(namespace), name: get(name), content: get(content) };
+    (!r.name.is_empty()).then_some(r)
+}
 
 /// What the driver's configuration says, to check parameters against.
 #[derive(Debug, Clone)]
@@ -218,6 +235,14 @@ mod tests {
     #[test]
     fn snapshot_params() {
         assert!(validate_snapshot_params(&p(&[("csi.storage.k8s.io/volumesnapshot/name", "s")])).is_ok());
+        let meta = p(&[
+            ("csi.storage.k8s.io/volumesnapshot/name", "nightly"),
+            ("csi.storage.k8s.io/volumesnapshot/namespace", "shop"),
+            ("csi.storage.k8s.io/volumesnapshotcontent/name", "snapcontent-1"),
+        ]);
+        let r = volumesnapshot_ref(&meta).unwrap();
+        assert_eq!((r.namespace.as_str(), r.name.as_str(), r.content.as_str()), ("shop", "nightly", "snapcontent-1"));
+        assert_eq!(pvc_ref(&meta), None);
         assert_eq!(validate_snapshot_params(&p(&[("x", "1")])).unwrap_err().code(), tonic::Code::InvalidArgument);
     }
 }

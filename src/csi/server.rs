@@ -55,6 +55,8 @@ pub struct PluginOptions {
     /// NFS server `(host, port)` the node mounts from; `None`: from the config's `[nfs] listen`.
     pub nfs_server: Option<(String, u16)>,
     pub config: Config,
+    /// `HOST:PORT` of the `/metrics` page of the CSI RPCs; `None`: no page.
+    pub metrics_listen: Option<String>,
 }
 
 /// `HOST:PORT` (`[v6]:PORT` too).
@@ -95,6 +97,11 @@ pub fn runs_catalog_in_process(opts: &PluginOptions) -> bool {
 pub async fn run(opts: PluginOptions, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
     let config = &opts.config;
     let stop = CancellationToken::new();
+    // Bound first: a taken or bad address refuses the start before anything else happens.
+    let metrics_listener = match &opts.metrics_listen {
+        Some(l) => Some(crate::metrics::http::MetricsListener::bind(l).await?),
+        None => None,
+    };
     {
         let stop = stop.clone();
         tokio::spawn(async move {
@@ -176,10 +183,21 @@ pub async fn run(opts: PluginOptions, shutdown: impl Future<Output = ()> + Send 
         None
     };
 
+    let counters = Arc::new(crate::metrics::csi::CsiCounters::default());
+    if let Some(listener) = metrics_listener {
+        tracing::info!(metrics = %listener.local_addr()?, "serving CSI metrics");
+        let page = counters.clone();
+        let render: crate::metrics::http::RenderFn = Arc::new(move || {
+            let page = page.page();
+            Box::pin(async move { page })
+        });
+        listener.spawn(render, stop.clone());
+    }
     let listener = transport::bind_unix(&opts.endpoint)?;
     tracing::info!(endpoint = %opts.endpoint.display(), "serving CSI");
     let s = stop.clone();
     let result = tonic::transport::Server::builder()
+        .layer(crate::metrics::csi::CsiMetricsLayer::new(counters))
         .add_service(IdentityServer::new(identity))
         .add_optional_service(controller)
         .add_optional_service(node)

@@ -110,6 +110,16 @@ impl Committer {
     }
 
     pub(super) async fn make_durable(&self, db: &Db, seq: u64) -> FsResult<()> {
+        let start = Instant::now();
+        let result = self.wait_durable(db, seq).await;
+        crate::metrics::events::DURABILITY_WAIT.record(start.elapsed());
+        if result.is_err() {
+            crate::metrics::events::count(&crate::metrics::events::DURABILITY_WAIT_FAILURES);
+        }
+        result
+    }
+
+    async fn wait_durable(&self, db: &Db, seq: u64) -> FsResult<()> {
         let limits = crate::store::wait::limits();
         let start = Instant::now();
         let sh = &self.shared;
@@ -203,6 +213,7 @@ impl Shared {
                 if matches!(e.kind(), slatedb::ErrorKind::Closed(slatedb::CloseReason::Fenced))
                     && !self.fenced.swap(true, Ordering::AcqRel)
                 {
+                    crate::metrics::events::count(&crate::metrics::events::FENCED);
                     tracing::error!(
                         "dataset fenced: another server opened it for writing; this server no \
                          longer acknowledges writes to it (NFS3ERR_IO) and its unflushed \

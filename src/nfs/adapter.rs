@@ -191,6 +191,10 @@ impl<E: Exports> super::rpc::NfsExtras for NfsAdapter<E> {
         }
     }
 
+    fn object_of_handle(&self, fh: &[u8]) -> Option<u64> {
+        self.handles.decode_bytes(fh).ok().map(|id| handle::split(id).0)
+    }
+
     async fn routed_dataset(&self, object: u64) -> Option<u64> {
         match self.exports.object_info(object).await {
             Ok(ObjectInfo::Dataset) => Some(object),

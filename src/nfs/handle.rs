@@ -49,7 +49,11 @@ impl HandleCodec {
     }
 
     pub fn decode(&self, fh: &nfs_fh3) -> Result<fileid3, nfsstat3> {
-        let d = &fh.data;
+        self.decode_bytes(&fh.data)
+    }
+
+    /// [`HandleCodec::decode`] of a handle's bytes still in the request buffer (no copy).
+    pub fn decode_bytes(&self, d: &[u8]) -> Result<fileid3, nfsstat3> {
         if d.len() != HANDLE_LEN || d[0] != VERSION {
             return Err(nfsstat3::NFS3ERR_BADHANDLE);
         }

@@ -17,7 +17,8 @@ Commands (all print JSON on stdout, except `manifests`):
     manifests --chart DIR
               -> the plain-YAML install file (manifests/slatefs.yaml) on stdout
     batch     --chart DIR < [{"op": "render"|"lint"|"manifests", "values": {...},
-                              "name": N, "namespace": NS}, ...]
+                              "name": N, "namespace": NS,
+                              "api_versions": [...]  (render: API groups the cluster serves)}, ...]
               -> one result per request, in order (one process, one engine load)
 
 Documents are split on YAML document separators, empty ones dropped, and
@@ -96,10 +97,20 @@ def is_blank(doc: str) -> bool:
     return all(not line.strip() or line.lstrip().startswith("#") for line in doc.splitlines())
 
 
-def render(chart_dir: str, values: dict | None, name: str, namespace: str) -> dict:
+def render(chart_dir: str, values: dict | None, name: str, namespace: str,
+           api_versions: list | None = None) -> dict:
     helm = load_engine()
     with helm.Chart.load(chart_dir) as chart:
-        rendered = chart.render(values or {}, name=name, namespace=namespace, is_install=True)
+        if api_versions:
+            # What `helm template --api-versions` passes: API groups the cluster serves
+            # besides the built-in ones (e.g. monitoring.coreos.com/v1 for ServiceMonitors).
+            # The SDK's Chart.render has no parameter for it; its engine call takes the option.
+            from helm_python import _native
+            opts = {"name": name, "namespace": namespace, "is_install": True, "api_versions": api_versions}
+            rendered = json.loads(_native.call_string(
+                "helm_render", chart._raw(), json.dumps(values or {}), json.dumps(opts)))
+        else:
+            rendered = chart.render(values or {}, name=name, namespace=namespace, is_install=True)
         chart_name = chart.name
     notes = ""
     docs = []
@@ -148,7 +159,7 @@ def run_one(chart_dir: str, request: dict) -> dict:
     namespace = request.get("namespace", MANIFEST_NAMESPACE)
     try:
         if op == "render":
-            return render(chart_dir, values, name, namespace)
+            return render(chart_dir, values, name, namespace, request.get("api_versions"))
         if op == "lint":
             return lint(chart_dir, values, namespace)
         if op == "manifests":

@@ -164,3 +164,14 @@ and node plugin, host network) and the controller pod's. A clash would stop a se
 {{- define "slatefs.configChecksum" -}}
 checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
 {{- end -}}
+
+{{/*
+Prometheus scrape annotations of a pod whose page listens on `port` (metrics.podAnnotations).
+*/}}
+{{- define "slatefs.scrapeAnnotations" -}}
+{{- if and .root.Values.metrics.enabled .root.Values.metrics.podAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- end }}

@@ -3,10 +3,12 @@
 //! the object model and the crash-safety design.
 //!
 //! By concern: `open` (the cache of open datasets and snapshots), `queries` (reports),
-//! `ops` (mutations), `collect` (collection and start-up recovery); record helpers here.
+//! `ops` (mutations), `collect` (collection and start-up recovery), `inventory` (Kubernetes
+//! names and what the metrics exporter reads); record helpers here.
 
 mod collect;
 mod follow;
+mod inventory;
 mod open;
 mod ops;
 mod owned;
@@ -17,6 +19,8 @@ mod rollback;
 pub use rollback::RollbackOutcome;
 
 pub use policies::{policy_snapshot_name, PolicyInfo, PolicySettings, MAX_POLICY_PREFIX};
+
+pub use inventory::{checked_kubernetes_ref, Inventory};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,7 +33,7 @@ use slatedb::WriteBatch;
 use tokio::sync::Mutex;
 use uuid::Uuid;
 
-use super::codec::{self, DatasetRecord, Origin, RecordState, SnapshotRecord, MAX_ID};
+use super::codec::{self, DatasetRecord, KubernetesRef, Origin, RecordState, SnapshotRecord, MAX_ID};
 use super::crash;
 use super::db::{CatalogDb, State, READER_POLL};
 use super::slot::{Slot, SlotState};
@@ -72,6 +76,8 @@ pub struct DatasetInfo {
     pub clone_count: u32,
     /// The server that owns it now (a cluster's `dataset info`; `None` otherwise).
     pub owner: Option<String>,
+    /// The PersistentVolumeClaim it was made for.
+    pub kubernetes: Option<KubernetesRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +93,8 @@ pub struct SnapshotInfo {
     pub clone_count: u32,
     /// Its dataset was deleted and is kept hidden for it.
     pub dataset_deleted: bool,
+    /// The VolumeSnapshot it was made for.
+    pub kubernetes: Option<KubernetesRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -379,6 +387,7 @@ impl Registry {
             origin,
             database: None,
             successor: None,
+            kubernetes: None,
         };
         let mut batch = WriteBatch::new();
         batch.put(codec::KEY_NEXT_ID, codec::encode_u64(id + 1));
@@ -608,6 +617,7 @@ fn dataset_info(st: &State, d: &DatasetRecord) -> DatasetInfo {
         snapshot_count,
         clone_count,
         owner: None,
+        kubernetes: d.kubernetes.clone(),
     }
 }
 
@@ -629,5 +639,6 @@ fn snapshot_info(st: &State, s: &SnapshotRecord) -> SnapshotInfo {
             .values()
             .filter(|c| c.state == RecordState::Active && c.origin.is_some_and(|o| o.parent_snapshot() == Some(s.id)))
             .count() as u32,
+        kubernetes: s.kubernetes.clone(),
     }
 }

@@ -42,6 +42,7 @@ impl Registry {
                 created_ms: now_ms(),
                 size_bytes: 0,
                 inodes: 0,
+                kubernetes: None,
             };
             let mut batch = WriteBatch::new();
             batch.put(codec::KEY_NEXT_ID, codec::encode_u64(id + 1));

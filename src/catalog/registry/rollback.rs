@@ -176,6 +176,8 @@ impl Registry {
                 origin: dataset.origin.map(|o| if o.parent_dataset() == d { repoint(o, h) } else { o }),
                 database: Some(dataset.database_id()),
                 successor: Some(d),
+                // The names stay with the live dataset: the claim is still bound to it.
+                kubernetes: None,
             };
             let live = DatasetRecord {
                 origin: Some(Origin::Snapshot { snapshot_id: snap.id, dataset_id: moved(snap.dataset_id), checkpoint }),

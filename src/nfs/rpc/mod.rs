@@ -21,7 +21,7 @@ mod xdr;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use tokio::net::TcpListener;
@@ -31,6 +31,7 @@ use zerofs_nfsserve::vfs::{AuthContext, NFSFileSystem};
 
 use drc::{Begin, Drc, Key};
 pub use limits::Limits;
+use crate::metrics::nfs::CallOutcome;
 use message::{AcceptStat, Parsed};
 
 /// What the RPC layer needs beyond `NFSFileSystem`.
@@ -43,6 +44,10 @@ pub trait NfsExtras {
     /// REMOVE (`dir` false: anything but a directory, else NFS3ERR_ISDIR) and RMDIR (`dir`
     /// true: an empty directory, else NFS3ERR_NOTDIR); `NFSFileSystem` has one `remove` for both.
     async fn remove_entry(&self, auth: &AuthContext, dirid: fileid3, name: &filename3, dir: bool) -> Result<(), nfsstat3>;
+
+    /// The object (dataset or snapshot id) a file handle's bytes name, when the handle is one
+    /// this server made (its MAC verifies).
+    fn object_of_handle(&self, fh: &[u8]) -> Option<u64>;
 
     /// `Some(object)` when `object` is a dataset (calls on it go to its owner); `None` for a
     /// snapshot, which every server serves itself, or an object that does not exist.
@@ -151,7 +156,10 @@ impl<V: Backend> Rpc<V> {
                     Begin::New => {}
                 }
                 let ticket = drc::Ticket::new(&self.drc, key);
-                let stat = match self.route(&call, client).await {
+                let started = Instant::now();
+                let object = if proc_ == nfs3::NULL { None } else { route::first_handle(call.args).and_then(|fh| self.vfs.object_of_handle(fh)) };
+                let status_at = out.len();
+                let stat = match self.route(&call, client, object).await {
                     route::Routed::Here(_serving) => {
                         match nfs3::dispatch(&self.vfs, proc_, &call.auth, call.args, &mut out).await {
                             Ok(payload) => {
@@ -176,6 +184,15 @@ impl<V: Backend> Rpc<V> {
                         AcceptStat::Success
                     }
                 };
+                let failed = stat != AcceptStat::Success || (proc_ != nfs3::NULL && out.get(status_at..status_at + 4) != Some(&[0u8; 4][..]));
+                let outcome = CallOutcome {
+                    procedure: proc_,
+                    failed,
+                    bytes_read: if failed { 0 } else { data.len() as u64 },
+                    bytes_written: if failed { 0 } else { nfs3::write_count(proc_, call.args) },
+                    elapsed: started.elapsed(),
+                };
+                crate::metrics::nfs::NFS.record(object.unwrap_or(crate::metrics::nfs::NO_OBJECT), outcome);
                 let reply = finish(out, body_start, xid, stat, data);
                 let keep = !nfs3::is_idempotent(proc_) && stat == AcceptStat::Success;
                 ticket.finish(keep.then_some(&reply.head[..]));

@@ -45,6 +45,16 @@ pub fn is_idempotent(proc_: u32) -> bool {
     !matches!(proc_, SETATTR | WRITE | CREATE | MKDIR | SYMLINK | MKNOD | REMOVE | RMDIR | RENAME | LINK | COMMIT)
 }
 
+/// The data bytes a WRITE call carries (0 for any other procedure), for the metrics.
+pub fn write_count(proc_: u32, args: &[u8]) -> u64 {
+    if proc_ != WRITE {
+        return 0;
+    }
+    let d = &mut Dec::new(args);
+    let count = d.opaque(64).and_then(|_| d.u64()).and_then(|_| d.u32());
+    count.map(u64::from).unwrap_or(0)
+}
+
 pub enum Fail {
     Garbage,
     ProcUnavail,

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use async_trait::async_trait;
 use tonic::Request;
-use zerofs_nfsserve::nfs::{nfs_fh3, nfsstat3};
+use zerofs_nfsserve::nfs::nfsstat3;
 use zerofs_nfsserve::vfs::AuthContext;
 
 use super::drc::{Begin, Key, Ticket};
@@ -25,22 +25,17 @@ pub enum Routed {
     Failed(nfsstat3),
 }
 
-/// The handle every NFSv3 procedure but NULL starts with.
-fn first_handle(args: &[u8]) -> Option<nfs_fh3> {
-    Dec::new(args).fh().ok()
+/// The bytes of the handle every NFSv3 procedure but NULL starts with.
+pub(super) fn first_handle(args: &[u8]) -> Option<&[u8]> {
+    Dec::new(args).opaque(64).ok()
 }
 
 impl<V: Backend> Rpc<V> {
-    pub(super) async fn route(&self, call: &Call<'_>, client: IpAddr) -> Routed {
+    /// `object`: what the call's first handle names (`None` for NULL and for a handle that
+    /// does not verify, which is refused here as it would be by the owner).
+    pub(super) async fn route(&self, call: &Call<'_>, client: IpAddr, object: Option<u64>) -> Routed {
         let Some(cluster) = &self.cluster else { return Routed::Here(None) };
-        if call.proc_ == nfs3::NULL {
-            return Routed::Here(None);
-        }
-        // A handle that does not decode is refused here, as it would be by the owner.
-        let Some(id) = first_handle(call.args).and_then(|fh| self.vfs.fh_to_id(&fh).ok()) else {
-            return Routed::Here(None);
-        };
-        let object = crate::nfs::handle::split(id).0;
+        let Some(object) = object else { return Routed::Here(None) };
         let Some(dataset) = self.vfs.routed_dataset(object).await else { return Routed::Here(None) };
         let me = cluster.me().clone();
         let forwarded = cluster
