@@ -2,7 +2,8 @@
 //! dataset policy` CLI, with the policy clock moved by the tests (SLATEFS_TEST_CLOCK_FILE):
 //! a simulated week of GFS retention checked by name, skip-when-unchanged, the catch-up rule
 //! after a restart, hand-made snapshots and clones across pruning, failures reported and
-//! retried, and bad input refused.
+//! retried, bad input refused, and no policy left behind by a crash in a dataset's deletion.
+//! `SLATEFS_TEST_STORE=s3` runs every test on a real S3 server (tests/support/server.rs).
 
 #[path = "support/nfs.rs"]
 mod nfs;
@@ -44,13 +45,13 @@ fn name_at(prefix: &str, slot: u64) -> String {
 }
 
 impl Env {
-    fn start(start_ms: u64, config: Option<String>, extra_args: Vec<String>) -> Env {
+    fn start(start_ms: u64, storage_keys: Option<String>, extra_args: Vec<String>) -> Env {
         let clock_dir = tempfile::tempdir().unwrap();
         let clock = clock_dir.path().join("clock");
         std::fs::write(&clock, start_ms.to_string()).unwrap();
         let server = Server::start_with(ServerOptions {
             env: vec![("SLATEFS_TEST_CLOCK_FILE".into(), clock.display().to_string())],
-            config,
+            storage_keys,
             extra_args,
             ..Default::default()
         });
@@ -304,7 +305,7 @@ async fn failed_runs_are_reported_and_retried() {
     let down = down_dir.path().join("store-down");
     let env = Env::start(
         t0,
-        Some("[storage]\nunavailable_after_ms = 300\n".into()),
+        Some("unavailable_after_ms = 300\n".into()),
         vec!["--inject-faults".into(), format!("outage-file={}", down.display())],
     );
     env.ok(&["create", "d"]);
@@ -444,4 +445,38 @@ async fn a_crash_in_a_run_leaves_one_snapshot_per_slot() {
     assert_eq!(last.snapshots("d"), vec![name_at("d", t0 + 3 * MIN)]);
     let p = last.policy("d");
     assert_eq!(p["snapshots"], serde_json::json!([name_at("d", t0 + 3 * MIN)]));
+}
+
+/// kill -9 between a dataset's deletion and its policy's: the next start sweeps the policy
+/// record left behind, so a new dataset of the same name can have a policy with the same
+/// snapshot names, and the deleted dataset's policy never runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_while_deleting_a_dataset_leaves_no_policy_behind() {
+    let t0 = ms("2026-09-01T00:00:00Z");
+    let mut first = Env::start(t0, None, vec![]);
+    first.ok(&["create", "gone"]);
+    first.ok(&["policy", "set", "gone", "--every", "1m", "--keep-last", "2"]);
+    first.set_clock(t0 + MIN);
+    assert_eq!(first.snapshots("gone"), vec![name_at("gone", t0 + MIN)]);
+    assert!(first.server.stop());
+
+    let point = "delete.after-intent";
+    let mut crashing = Env::on_store_of(&first, Some(point));
+    let o = crashing.cli(&["delete", "gone"]);
+    assert_ne!(o.code, 0, "the delete must not finish: {}", o.stdout);
+    crashing.crashed(point);
+
+    let after = Env::on_store_of(&first, None);
+    assert!(after.server.logs().contains("removed the snapshot policy of deleted dataset"), "{}", after.server.logs());
+    let v = after.json(&["policy", "show"]);
+    assert!(v["policies"].as_array().unwrap().is_empty(), "{v}");
+    // The deleted dataset's snapshot outlives it; the name and its prefix are free again.
+    after.ok(&["create", "gone"]);
+    after.ok(&["policy", "set", "gone", "--every", "1m", "--keep-last", "2"]);
+    after.set_clock(t0 + 2 * MIN);
+    let names: Vec<String> = after.json(&["list-snapshots", "gone"]).as_array().unwrap().iter()
+        .map(|s| s["name"].as_str().unwrap().to_string()).collect();
+    assert!(names.contains(&name_at("gone", t0 + 2 * MIN)), "{names:?}");
+    let p = after.policy("gone");
+    assert_eq!(p["snapshots"], serde_json::json!([name_at("gone", t0 + 2 * MIN)]), "{p}");
 }

@@ -264,3 +264,45 @@ async fn rollback_restores_the_snapshot_and_keeps_every_snapshot_and_handle() {
     assert_eq!(databases(&store).await.into_iter().collect::<Vec<_>>(), vec![root_id]);
     assert!(server.stop(), "clean stop:\n{}", server.logs());
 }
+
+/// More files made after the snapshot than one inode range holds (src/fs/ino_alloc.rs
+/// reserves `RANGE` numbers per durable superblock write), so the replaced database reserved
+/// ranges the snapshot never saw: without the rollback raising the new database's floor to
+/// the replaced one's ceiling, new files would take the numbers of gone files, and the gone
+/// files' handles would name them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_handed_out_after_the_snapshot_are_never_reused_past_a_range() {
+    use slatefs::fs::INO_RANGE as RANGE;
+    // Async durability: creates are acknowledged without a flush each (the number ranges are
+    // made durable before use all the same), so thousands of them are cheap.
+    let server = Server::start_with(server::ServerOptions { durability: Some("async".into()), ..Default::default() });
+    ok(&server, &["create", "many"]);
+    let mut c = mount(&server, "/many").await;
+    let root = c.root.clone();
+    put(&mut c, "before", b"in the snapshot").await;
+    ok(&server, &["snapshot", "many", "base", "--readonly"]);
+    let count = RANGE + RANGE / 4;
+    let mut gone = Vec::new();
+    for n in 0..count {
+        let f = c.create(&root, format!("n{n}").as_bytes(), 0o644).await.unwrap();
+        // Keep one handle in every 256 (and the last), to check after the rollback.
+        if n % 256 == 0 || n == count - 1 {
+            gone.push(f);
+        }
+    }
+    let highest = c.getattr(gone.last().unwrap()).await.unwrap().fileid;
+    let lowest = c.getattr(&gone[0]).await.unwrap().fileid;
+    assert!(highest - lowest >= RANGE, "the files after the snapshot span {lowest:#x}..={highest:#x}, less than a range");
+
+    ok(&server, &["rollback", "many", "base"]);
+    for n in 0..16 {
+        let f = c.create(&root, format!("after{n}").as_bytes(), 0o644).await.unwrap();
+        let id = c.getattr(&f).await.unwrap().fileid;
+        assert!(id > highest, "a file made after the rollback got {id:#x}, at or below {highest:#x} handed out before it");
+    }
+    for f in &gone {
+        assert_eq!(c.getattr(f).await.unwrap_err(), nfsstat3::NFS3ERR_STALE, "a gone file's handle");
+    }
+    let before = c.walk("before").await.unwrap();
+    assert_eq!(c.read_all(&before).await.unwrap(), b"in the snapshot");
+}

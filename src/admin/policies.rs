@@ -4,7 +4,7 @@
 use tonic::Status;
 
 use super::proto;
-use crate::catalog::{PolicyInfo, Registry, ScheduleRecord};
+use crate::catalog::{PolicyInfo, Registry, RetentionRecord, ScheduleRecord};
 use crate::policy::spec::Schedule;
 use crate::policy::{next_slot, runner, PolicyText};
 
@@ -48,6 +48,31 @@ pub fn request_of(dataset: &str, t: &PolicyText) -> proto::SetPolicyRequest {
         max_age: t.max_age.clone().unwrap_or_default(),
         paused: t.paused,
         skip_unchanged: t.skip_unchanged,
+    }
+}
+
+/// A stored retention as the admin API carries it, and back (`policy show` describes it).
+pub fn retention_msg(r: &RetentionRecord) -> proto::PolicyRetention {
+    proto::PolicyRetention {
+        keep_last: r.keep_last,
+        keep_hourly: r.keep_hourly,
+        keep_daily: r.keep_daily,
+        keep_weekly: r.keep_weekly,
+        keep_monthly: r.keep_monthly,
+        keep_yearly: r.keep_yearly,
+        max_age_seconds: r.max_age_s,
+    }
+}
+
+pub fn retention_record(r: &proto::PolicyRetention) -> RetentionRecord {
+    RetentionRecord {
+        keep_last: r.keep_last,
+        keep_hourly: r.keep_hourly,
+        keep_daily: r.keep_daily,
+        keep_weekly: r.keep_weekly,
+        keep_monthly: r.keep_monthly,
+        keep_yearly: r.keep_yearly,
+        max_age_s: r.max_age_seconds,
     }
 }
 
@@ -107,7 +132,6 @@ fn policy_msg(registry: &Registry, info: &PolicyInfo) -> proto::Policy {
         let all = registry.snapshot_names(&by_slot.iter().map(|s| s.0).collect::<Vec<_>>());
         all.into_iter().flatten().collect()
     };
-    let r = &rec.retention;
     proto::Policy {
         dataset: info.dataset.clone(),
         prefix: rec.prefix.clone(),
@@ -118,15 +142,7 @@ fn policy_msg(registry: &Registry, info: &PolicyInfo) -> proto::Policy {
         every_seconds,
         cron,
         time_zone,
-        retention: Some(proto::PolicyRetention {
-            keep_last: r.keep_last,
-            keep_hourly: r.keep_hourly,
-            keep_daily: r.keep_daily,
-            keep_weekly: r.keep_weekly,
-            keep_monthly: r.keep_monthly,
-            keep_yearly: r.keep_yearly,
-            max_age_seconds: r.max_age_s,
-        }),
+        retention: Some(retention_msg(&rec.retention)),
         paused: rec.paused,
         skip_unchanged: rec.skip_unchanged,
         last_run_unix_ms: rec.last_slot_ms.map(|v| v as i64),

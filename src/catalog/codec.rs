@@ -394,15 +394,17 @@ impl Writer {
     }
 }
 
-struct Reader<'a> {
+/// Reads the big-endian fields records are made of (catalog records here, policy records in
+/// `policy_record`).
+pub(super) struct Reader<'a> {
     buf: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
+    pub(super) fn new(buf: &'a [u8]) -> Self {
         Reader { buf }
     }
-    fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
         if self.buf.len() < n {
             return Err(CodecError("record is truncated".into()));
         }
@@ -410,28 +412,31 @@ impl<'a> Reader<'a> {
         self.buf = tail;
         Ok(head)
     }
-    fn u8(&mut self) -> Result<u8, CodecError> {
+    pub(super) fn u8(&mut self) -> Result<u8, CodecError> {
         Ok(self.take(1)?[0])
     }
-    fn u64(&mut self) -> Result<u64, CodecError> {
+    pub(super) fn u32(&mut self) -> Result<u32, CodecError> {
+        Ok(u32::from_be_bytes(self.take(4)?.try_into().unwrap()))
+    }
+    pub(super) fn u64(&mut self) -> Result<u64, CodecError> {
         Ok(u64::from_be_bytes(self.take(8)?.try_into().unwrap()))
     }
-    fn opt_u64(&mut self) -> Result<Option<u64>, CodecError> {
+    pub(super) fn opt_u64(&mut self) -> Result<Option<u64>, CodecError> {
         match self.u8()? {
             0 => Ok(None),
             1 => Ok(Some(self.u64()?)),
             x => Err(CodecError(format!("bad option tag {x}"))),
         }
     }
-    fn str(&mut self) -> Result<String, CodecError> {
+    pub(super) fn str(&mut self) -> Result<String, CodecError> {
         let len = u16::from_be_bytes(self.take(2)?.try_into().unwrap()) as usize;
         String::from_utf8(self.take(len)?.to_vec())
-            .map_err(|_| CodecError("name is not UTF-8".into()))
+            .map_err(|_| CodecError("text is not UTF-8".into()))
     }
-    fn uuid(&mut self) -> Result<Uuid, CodecError> {
+    pub(super) fn uuid(&mut self) -> Result<Uuid, CodecError> {
         Ok(Uuid::from_bytes(self.take(16)?.try_into().unwrap()))
     }
-    fn end(&self) -> Result<(), CodecError> {
+    pub(super) fn end(&self) -> Result<(), CodecError> {
         if self.buf.is_empty() {
             Ok(())
         } else {

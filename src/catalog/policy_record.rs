@@ -11,7 +11,7 @@
 //! ```
 //! Counts of 0 mean "not used".
 
-use super::codec::CodecError;
+use super::codec::{CodecError, Reader};
 
 const POLICY_V1: u8 = 1;
 const FLAG_PAUSED: u8 = 1;
@@ -104,7 +104,7 @@ impl PolicyRecord {
     }
 
     pub fn decode(dataset_id: u64, v: &[u8]) -> Result<Self, CodecError> {
-        let mut r = Reader(v);
+        let mut r = Reader::new(v);
         let version = r.u8()?;
         if version != POLICY_V1 {
             return Err(CodecError(format!(
@@ -140,9 +140,7 @@ impl PolicyRecord {
         for _ in 0..n {
             snapshots.push((r.u64()?, r.u64()?));
         }
-        if !r.0.is_empty() {
-            return Err(CodecError(format!("policy of dataset {dataset_id}: {} trailing bytes", r.0.len())));
-        }
+        r.end().map_err(|e| CodecError(format!("policy of dataset {dataset_id}: {}", e.0)))?;
         Ok(PolicyRecord {
             dataset_id,
             prefix,
@@ -183,39 +181,6 @@ fn put_opt_u64(w: &mut Vec<u8>, v: Option<u64>) {
             w.push(1);
             w.extend_from_slice(&v.to_be_bytes());
         }
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
-        if self.0.len() < n {
-            return Err(CodecError("policy record is truncated".into()));
-        }
-        let (head, tail) = self.0.split_at(n);
-        self.0 = tail;
-        Ok(head)
-    }
-    fn u8(&mut self) -> Result<u8, CodecError> {
-        Ok(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Result<u32, CodecError> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().unwrap()))
-    }
-    fn u64(&mut self) -> Result<u64, CodecError> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().unwrap()))
-    }
-    fn opt_u64(&mut self) -> Result<Option<u64>, CodecError> {
-        match self.u8()? {
-            0 => Ok(None),
-            1 => Ok(Some(self.u64()?)),
-            x => Err(CodecError(format!("bad option tag {x}"))),
-        }
-    }
-    fn str(&mut self) -> Result<String, CodecError> {
-        let len = u16::from_be_bytes(self.take(2)?.try_into().unwrap()) as usize;
-        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| CodecError("text is not UTF-8".into()))
     }
 }
 

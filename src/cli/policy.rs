@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::dataset::{table, time_text, Rendered};
 use crate::admin::client::AdminClient;
-use crate::admin::policies::request_of;
+use crate::admin::policies::{request_of, retention_record};
 use crate::admin::proto;
 use crate::policy::spec::{self, Schedule};
 use crate::policy::PolicyText;
@@ -154,15 +154,7 @@ fn one(p: &proto::Policy, message: &str) -> Rendered {
 
 fn retention_text(p: &proto::Policy) -> String {
     let r = p.retention.unwrap_or_default();
-    crate::policy::spec::describe_retention(&crate::catalog::RetentionRecord {
-        keep_last: r.keep_last,
-        keep_hourly: r.keep_hourly,
-        keep_daily: r.keep_daily,
-        keep_weekly: r.keep_weekly,
-        keep_monthly: r.keep_monthly,
-        keep_yearly: r.keep_yearly,
-        max_age_s: r.max_age_seconds,
-    })
+    spec::describe_retention(&retention_record(&r))
 }
 
 fn opt_time(ms: Option<i64>) -> String {

@@ -26,6 +26,8 @@ use slatedb::config::WriteOptions;
 use slatedb::{Db, DbReader, WriteBatch};
 
 use changes::Changes;
+/// Inode numbers one durable superblock write reserves (tests make more files than this).
+pub use ino_alloc::RANGE as INO_RANGE;
 use inode_cache::InodeCache;
 use tokio::sync::{Mutex, Notify};
 

@@ -19,11 +19,13 @@ pub struct Trio {
 pub struct TrioOptions {
     pub durability: &'static str,
     pub handoff_after_ms: u64,
+    /// Environment given to every server of the trio (e.g. the policy clock file).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for TrioOptions {
     fn default() -> Self {
-        TrioOptions { durability: "sync", handoff_after_ms: 5000 }
+        TrioOptions { durability: "sync", handoff_after_ms: 5000, env: Vec::new() }
     }
 }
 
@@ -51,6 +53,7 @@ impl Trio {
                 durability: Some(opts.durability.into()),
                 store_url,
                 config: Some(config),
+                env: opts.env.clone(),
                 ..Default::default()
             }));
         }

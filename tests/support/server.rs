@@ -96,6 +96,9 @@ pub struct ServerOptions {
     pub config: Option<String>,
     /// `--admin-listen` (and `Server::admin`); a unix socket in the test dir when unset.
     pub admin: Option<String>,
+    /// More keys of the `[storage]` section (`unavailable_after_ms = 300`), on whichever store
+    /// the server runs: a config naming `[storage]` itself gets no S3 store under an S3 run.
+    pub storage_keys: Option<String>,
 }
 
 pub struct Server {
@@ -133,8 +136,13 @@ impl Server {
             }
             None => format!("file://{}", dir.path().join("data").display()),
         };
+        let storage_keys = opts.storage_keys.as_deref().unwrap_or("");
         if let Some(store) = &s3_store {
-            opts.config = Some(format!("{}\n{}", store.storage_toml, opts.config.as_deref().unwrap_or("")));
+            opts.config =
+                Some(format!("{}{storage_keys}\n{}", store.storage_toml, opts.config.as_deref().unwrap_or("")));
+        } else if !storage_keys.is_empty() {
+            assert!(!has_storage, "storage_keys and a config with [storage]: put the keys in the config");
+            opts.config = Some(format!("[storage]\n{storage_keys}\n{}", opts.config.as_deref().unwrap_or("")));
         }
         let admin =
             opts.admin.clone().unwrap_or_else(|| format!("unix://{}", dir.path().join("admin.sock").display()));

@@ -240,7 +240,23 @@ impl Registry {
             self.rollback_snapshot(id).await?;
         }
         self.collect(deleted).await?;
+        self.sweep_orphan_policies().await?;
         self.sweep_orphans().await?;
+        Ok(())
+    }
+
+    /// Deletes the policy records of datasets that are gone or deleted: a crash between a
+    /// dataset's deletion and its policy's leaves one, which would hold its snapshot prefix
+    /// against a new dataset's policy forever.
+    async fn sweep_orphan_policies(&self) -> CatalogResult<()> {
+        let orphans: Vec<u64> = {
+            let st = self.state.read().unwrap();
+            st.policies.keys().copied().filter(|id| active_dataset(&st, *id).is_none()).collect()
+        };
+        for id in orphans {
+            self.drop_policy(id).await?;
+            tracing::info!("removed the snapshot policy of deleted dataset {id}");
+        }
         Ok(())
     }
 

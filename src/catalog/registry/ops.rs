@@ -32,47 +32,18 @@ impl Registry {
         let src = self.dataset_id(source)?;
         if readonly {
             self.check_snapshot_name_free(name)?;
-            let id = self.alloc_id()?;
-            let rec = SnapshotRecord {
-                id,
-                state: RecordState::Creating,
-                name: name.to_string(),
-                dataset_id: src,
-                checkpoint: None,
-                created_ms: now_ms(),
-                size_bytes: 0,
-                inodes: 0,
-                kubernetes: None,
-            };
-            let mut batch = WriteBatch::new();
-            batch.put(codec::KEY_NEXT_ID, codec::encode_u64(id + 1));
-            batch.put(codec::snapshot_key(id), rec.encode());
-            self.db.write(batch).await?;
-            {
-                let mut st = self.state.write().unwrap();
-                st.next_id = id + 1;
-                st.snapshots.insert(id, rec.clone());
-            }
+            let rec = self.begin_snapshot(src, name).await?;
             crash::point("snapshot.after-intent");
             let result = async {
-                let (uuid, usage) = self.checkpoint_on_owner(src, &snap_checkpoint_name(id)).await?;
-                crash::point("snapshot.after-checkpoint");
-                let done = SnapshotRecord {
-                    state: RecordState::Active,
-                    checkpoint: Some(uuid),
-                    size_bytes: usage.bytes,
-                    inodes: usage.inodes,
-                    ..rec.clone()
-                };
+                let done = self.checkpoint_snapshot(&rec, "snapshot.after-checkpoint").await?;
                 self.put_snapshot(done).await
             }
             .await;
             if let Err(e) = result {
-                if let Err(e2) = self.rollback_snapshot(id).await {
-                    tracing::warn!("rolling back snapshot {id}: {e2}; retried at next start");
-                }
+                self.abandon_snapshot(rec.id).await;
                 return Err(e);
             }
+            let id = rec.id;
             let st = self.state.read().unwrap();
             return Ok(SnapshotResult::Snapshot(snapshot_info(&st, &st.snapshots[&id])));
         }
@@ -135,6 +106,52 @@ impl Registry {
         self.finish_create(id, result).await?;
         let usage = Usage { bytes: snap.size_bytes, inodes: snap.inodes };
         Ok(DatasetInfo { usage: Some(usage), ..self.info_of(id)? })
+    }
+
+    /// The first step of a read-only snapshot (by hand or by a policy): its `Creating`
+    /// record, written durably with the id counter.
+    pub(super) async fn begin_snapshot(&self, dataset_id: u64, name: &str) -> CatalogResult<SnapshotRecord> {
+        let id = self.alloc_id()?;
+        let rec = SnapshotRecord {
+            id,
+            state: RecordState::Creating,
+            name: name.to_string(),
+            dataset_id,
+            checkpoint: None,
+            created_ms: now_ms(),
+            size_bytes: 0,
+            inodes: 0,
+            kubernetes: None,
+        };
+        let mut batch = WriteBatch::new();
+        batch.put(codec::KEY_NEXT_ID, codec::encode_u64(id + 1));
+        batch.put(codec::snapshot_key(id), rec.encode());
+        self.db.write(batch).await?;
+        let mut st = self.state.write().unwrap();
+        st.next_id = id + 1;
+        st.snapshots.insert(id, rec.clone());
+        Ok(rec)
+    }
+
+    /// The second step: the checkpoint, taken by the dataset's owner. Returns the record as
+    /// it is once active, for the caller to write (with whatever else its batch holds).
+    pub(super) async fn checkpoint_snapshot(&self, rec: &SnapshotRecord, crash_at: &str) -> CatalogResult<SnapshotRecord> {
+        let (uuid, usage) = self.checkpoint_on_owner(rec.dataset_id, &snap_checkpoint_name(rec.id)).await?;
+        crash::point(crash_at);
+        Ok(SnapshotRecord {
+            state: RecordState::Active,
+            checkpoint: Some(uuid),
+            size_bytes: usage.bytes,
+            inodes: usage.inodes,
+            ..rec.clone()
+        })
+    }
+
+    /// A snapshot whose creation failed is undone now, or at the next start if that fails too.
+    pub(super) async fn abandon_snapshot(&self, id: u64) {
+        if let Err(e) = self.rollback_snapshot(id).await {
+            tracing::warn!("rolling back snapshot {id}: {e}; retried at next start");
+        }
     }
 
     /// Deletes a dataset: removes its objects, or hides it while snapshots or clones need it.

@@ -141,15 +141,20 @@ impl Registry {
     /// The usage of a dataset nobody is writing, read through a read-only view (opening a
     /// writer to answer would move its ownership here).
     async fn usage_read_only(&self, id: u64) -> CatalogResult<Usage> {
+        let fs = self.read_only_view(id).await?;
+        let usage = fs.usage().await;
+        let _ = fs.close().await;
+        Ok(usage)
+    }
+
+    /// A dataset's database as it is in the store, read-only: it takes no writer over.
+    pub(super) async fn read_only_view(&self, id: u64) -> CatalogResult<Arc<Filesystem>> {
         let reader = self
             .store
             .open_latest(&self.db_path(id))
             .await
             .map_err(|e| CatalogError::internal("cannot read the dataset", e))?;
-        let fs = Filesystem::open_snapshot(reader).await.map_err(|e| fs_err("cannot read the dataset", e))?;
-        let usage = fs.usage().await;
-        let _ = fs.close().await;
-        Ok(usage)
+        Filesystem::open_snapshot(reader).await.map_err(|e| fs_err("cannot read the dataset", e))
     }
 
     /// The writer of a dataset this server serves: without a cluster an explicit request takes

@@ -156,38 +156,11 @@ impl Registry {
         let policy = self.live_policy(dataset_id)?;
         let name = policy_snapshot_name(&policy.prefix, slot_ms);
         self.check_snapshot_name_free(&name)?;
-        let id = self.alloc_id()?;
-        let rec = SnapshotRecord {
-            id,
-            state: RecordState::Creating,
-            name,
-            dataset_id,
-            checkpoint: None,
-            created_ms: now_ms(),
-            size_bytes: 0,
-            inodes: 0,
-            kubernetes: None,
-        };
-        let mut batch = WriteBatch::new();
-        batch.put(codec::KEY_NEXT_ID, codec::encode_u64(id + 1));
-        batch.put(codec::snapshot_key(id), rec.encode());
-        self.db.write(batch).await?;
-        {
-            let mut st = self.state.write().unwrap();
-            st.next_id = id + 1;
-            st.snapshots.insert(id, rec.clone());
-        }
+        let rec = self.begin_snapshot(dataset_id, &name).await?;
+        let id = rec.id;
         crash::point("policy-snapshot.after-intent");
         let result = async {
-            let (uuid, usage) = self.checkpoint_on_owner(dataset_id, &snap_checkpoint_name(id)).await?;
-            crash::point("policy-snapshot.after-checkpoint");
-            let done = SnapshotRecord {
-                state: RecordState::Active,
-                checkpoint: Some(uuid),
-                size_bytes: usage.bytes,
-                inodes: usage.inodes,
-                ..rec.clone()
-            };
+            let done = self.checkpoint_snapshot(&rec, "policy-snapshot.after-checkpoint").await?;
             let mut claimed = self.live_policy(dataset_id)?;
             claimed.snapshots.push((id, slot_ms));
             claimed.last_slot_ms = Some(slot_ms);
@@ -204,9 +177,7 @@ impl Registry {
         }
         .await;
         if let Err(e) = result {
-            if let Err(e2) = self.rollback_snapshot(id).await {
-                tracing::warn!("rolling back snapshot {id}: {e2}; retried at next start");
-            }
+            self.abandon_snapshot(id).await;
             return Err(e);
         }
         let st = self.state.read().unwrap();

@@ -212,12 +212,7 @@ impl Registry {
     /// in the store (its writer is closed): read through a read-only view, which takes no
     /// writer over.
     async fn durable_inode_floor(&self, id: u64) -> CatalogResult<u64> {
-        let reader = self
-            .store
-            .open_latest(&self.db_path(id))
-            .await
-            .map_err(|e| CatalogError::internal("cannot read the dataset", e))?;
-        let fs = Filesystem::open_snapshot(reader).await.map_err(|e| fs_err("cannot read the dataset", e))?;
+        let fs = self.read_only_view(id).await?;
         let floor = fs.ino_ceiling().await;
         let _ = fs.close().await;
         Ok(floor)
