@@ -141,7 +141,7 @@ fn main() -> Result<()> {
     let t0 = Instant::now();
     // No handoff during the run: sections 1–3 need the owner to stay where it was put while
     // only the forwarding server's clients are busy (docs/ownership.md, "Ownership moves").
-    let mut trio = Trio::start(TrioOptions { durability: "sync", handoff_after_ms: 3_600_000 });
+    let mut trio = Trio::start(TrioOptions { durability: "sync", handoff_after_ms: 3_600_000, ..Default::default() });
 
     let mut md = String::new();
     writeln!(md, "### {} store, {}", if a.s3 { "S3" } else { "Local" }, started.format("%Y-%m-%d %H:%M"))?;
