@@ -1719,6 +1719,9 @@ fn readme_section_covers_install_roll_and_parameters() {
         "cluster.existingSecret",
         "NetworkPolicy",
         "needs no RBAC",
+        "web.enabled",
+        "web.tokenSecret",
+        "port-forward",
     ] {
         assert!(guide.contains(needle), "docs/kubernetes.md does not cover {needle:?}");
     }

@@ -326,8 +326,9 @@ async fn clone_and_quota_refusals_change_nothing() {
     let c = Console::start();
     let bearer = |m, p, b| c.bearer(m, p, b);
     assert_eq!(bearer("POST", "/api/v1/datasets/root/snapshots", Some(json!({ "name": "base" }))).await.status, 201);
+    let console = &c;
     let quota_of = |name: &'static str| async move {
-        c.bearer("GET", &format!("/api/v1/datasets/{name}"), None).await.json()["quota_bytes"].clone()
+        console.bearer("GET", &format!("/api/v1/datasets/{name}"), None).await.json()["quota_bytes"].clone()
     };
     let set = |body: Value| c.bearer("POST", "/api/v1/datasets/root/quota", Some(body));
     assert_eq!(set(json!({ "quota": "1GiB" })).await.status, 200);
@@ -436,7 +437,7 @@ async fn policies_from_the_console_and_who_made_each_snapshot() {
     let (session, csrf) = c.login(&c.token).await;
     let good = json!({ "every": "1m", "keep_last": 3, "prefix": "auto" });
     for (body, auth, want, says) in [
-        (json!({ "every": "1m" }), admin, 400, "retention"),
+        (json!({ "every": "1m" }), admin, 400, "keep-last"),
         (json!({ "every": "0s", "keep_last": 3 }), admin, 400, ""),
         (json!({ "cron": "not cron", "keep_last": 3 }), admin, 400, ""),
         (json!({ "every": "1m", "keep_last": 3, "bogus": 1 }), admin, 400, "bogus"),

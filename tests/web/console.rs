@@ -223,8 +223,8 @@ pub async fn browser_test() {
     assert_eq!(p["policy"]["paused"], true, "paused by the page: {p}");
     // The clone the page made holds the snapshot's files, and the policy the page gave it.
     let mut copy = Client::mount(c.server.nfs_port, "/monday-copy").await.unwrap();
-    let q1_copy = copy.walk("reports/draft.txt").await.unwrap();
-    assert_eq!(copy.read_all(&q1_copy).await.unwrap(), b"first draft\n");
+    let draft_copy = copy.walk("reports/draft.txt").await.unwrap();
+    assert_eq!(copy.read_all(&draft_copy).await.unwrap(), b"first draft\n");
     let p = c.bearer("GET", "/api/v1/datasets/monday-copy/policy", None).await.json()["policy"].clone();
     let got = (p["every_seconds"].as_u64(), p["retention"]["keep_daily"].as_u64(), p["paused"].as_bool(), p["prefix"].as_str());
     assert_eq!(got, (Some(86400), Some(7), Some(true), Some("copy")), "{p}");
