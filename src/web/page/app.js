@@ -180,10 +180,12 @@ async function loadSnapshots() {
   for (const s of state.snapshots) {
     const pos = hi > lo ? 3 + 94 * (s.created_unix_ms - lo) / (hi - lo) : 50;
     const k = k8sName(s.kubernetes);
-    const maker = s.policy ? `policy ${s.policy.prefix}` : (k ? `VolumeSnapshot ${k}` : "by hand");
+    const maker = s.policy ? `made by policy ${s.policy.prefix}` : (k ? `VolumeSnapshot ${k}` : "made by hand");
     const dot = el("div", { class: s.policy ? "dot policy" : "dot", "data-snapshot": s.name,
       title: `${s.name}, ${when(s.created_unix_ms)}, ${bytes(s.size_bytes)}, ${maker}` }, el("span", {}, k || s.name));
     dot.style.left = pos + "%";
+    // Labels near the right end lean left, so they stay on the page.
+    if (pos > 70) dot.classList.add("end");
     tl.append(dot);
     const item = el("li", { "data-snapshot": s.name },
       el("b", {}, s.name), ` ${when(s.created_unix_ms)}, ${bytes(s.size_bytes)}, ${s.inodes} inodes `,
@@ -382,7 +384,7 @@ async function loadPolicy() {
     const next = p.next_run_unix_ms ? when(p.next_run_unix_ms) : "-";
     summary.textContent = `${p.schedule}, keeping ${retentionText(p.retention)}; ${p.paused ? "paused" : "active"}` +
       `; names ${p.prefix}-YYYYMMDD-HHMMSSz; last run ${p.last_run_unix_ms ? when(p.last_run_unix_ms) : "-"}, next ${next}` +
-      `; ${p.snapshots.length} snapshots kept` + (p.last_error ? `; last error: ${p.last_error}` : "");
+      `; ${p.snapshots.length} ${p.snapshots.length === 1 ? "snapshot" : "snapshots"} kept` + (p.last_error ? `; last error: ${p.last_error}` : "");
   }
   $("policy-pause").hidden = !p || p.paused;
   $("policy-resume").hidden = !p || !p.paused;
