@@ -142,6 +142,23 @@ async fn a_full_store_answers_nospc_and_applies_nothing_it_refused() {
     drop(server);
 }
 
+/// Every file under `dir` with its size (for a failure's message).
+fn big_files(dir: &Path) -> String {
+    let mut out = String::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => out += &format!("{} {}\n", m.len(), e.path().display()),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
 /// Bytes under `dir`, every file counted.
 fn bytes_under(dir: &Path) -> u64 {
     let mut total = 0;
@@ -171,7 +188,7 @@ async fn deleted_files_give_their_space_back() {
         store_url: Some(format!("file://{}", store.display())),
         config: Some(
             "[storage]\nspace_reserve = \"4MiB\"\n\
-             [maintenance]\ngc_interval_ms = 500\ngc_min_age_ms = 2000\ncompaction_poll_ms = 200\n"
+             [maintenance]\ngc_interval_ms = 500\ngc_min_age_ms = 2000\ncompaction_poll_ms = 200\nidle_close_ms = 0\n"
                 .into(),
         ),
         ..Default::default()
@@ -203,18 +220,20 @@ async fn deleted_files_give_their_space_back() {
         c.remove(&root, n).await.unwrap();
     }
     // Compaction drops the removed chunks, collection deletes the objects nothing refers to.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let removed_at = std::time::Instant::now();
+    let deadline = removed_at + std::time::Duration::from_secs(120);
     let mut now = bytes_under(&store);
     while now > baseline + 8 * MIB as u64 {
         assert!(
             std::time::Instant::now() < deadline,
-            "the store kept the removed files' bytes: {baseline} before, {full} full, {now} now\n{}",
+            "the store kept the removed files' bytes: {baseline} before, {full} full, {now} now\n{}\n{}",
+            big_files(&store),
             server.logs()
         );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         now = bytes_under(&store);
     }
-    eprintln!("store bytes: {baseline} before, {full} full, {now} after the removes");
+    eprintln!("store bytes: {baseline} before, {full} full, {now} {:?} after the removes", removed_at.elapsed());
     // The freed room is usable: 16 MiB more fit without the ballast going.
     let f = c.create(&root, b"again", 0o644).await.unwrap();
     for part in 0..16u64 {
