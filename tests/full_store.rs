@@ -141,3 +141,104 @@ async fn a_full_store_answers_nospc_and_applies_nothing_it_refused() {
     assert!(server.logs().contains("object store has room again"));
     drop(server);
 }
+
+/// Every file under `dir` with its size (for a failure's message).
+fn big_files(dir: &Path) -> String {
+    let mut out = String::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => out += &format!("{} {}\n", m.len(), e.path().display()),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Bytes under `dir`, every file counted.
+fn bytes_under(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+/// Deleting files gives their space back to the disk once compaction and collection have run
+/// (`[maintenance]` intervals shortened here; the defaults are in the README): the store falls
+/// from what was written to near what is still live, and a full store takes writes again
+/// without anything freed outside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_files_give_their_space_back() {
+    let disk = Tmpfs::mount("64m");
+    let store: PathBuf = disk.path().join("store");
+    let server = Server::start_with(ServerOptions {
+        store_url: Some(format!("file://{}", store.display())),
+        config: Some(
+            "[storage]\nspace_reserve = \"4MiB\"\n\
+             [maintenance]\ngc_interval_ms = 500\ngc_min_age_ms = 2000\ncompaction_poll_ms = 200\nidle_close_ms = 0\n"
+                .into(),
+        ),
+        ..Default::default()
+    });
+    let mut c = Client::mount(server.nfs_port, "/").await.unwrap();
+    let root = c.root.clone();
+    let keep = c.create(&root, b"keep", 0o644).await.unwrap();
+    c.write(&keep, 0, &pattern(1, MIB)).await.unwrap();
+    let baseline = bytes_under(&store);
+    // Ballast: the store has 40 MiB of room, and 36 MiB of files are written into it.
+    let ballast = disk.path().join("ballast");
+    std::fs::write(&ballast, vec![7u8; (disk.free() - 40 * MIB as u64) as usize]).unwrap();
+    let mut names = Vec::new();
+    'fill: for i in 0..9u64 {
+        let name = format!("f{i}").into_bytes();
+        let f = c.create(&root, &name, 0o644).await.unwrap();
+        names.push(name);
+        for part in 0..4u64 {
+            if let Err(e) = c.write(&f, part * MIB as u64, &pattern(10 + i * 4 + part, MIB)).await {
+                assert_eq!(e, nfsstat3::NFS3ERR_NOSPC);
+                break 'fill;
+            }
+        }
+    }
+    let full = bytes_under(&store);
+    assert!(full >= baseline + 24 * MIB as u64, "the files are in the store: {baseline} -> {full} bytes");
+
+    for n in &names {
+        c.remove(&root, n).await.unwrap();
+    }
+    // Compaction drops the removed chunks, collection deletes the objects nothing refers to.
+    let removed_at = std::time::Instant::now();
+    let deadline = removed_at + std::time::Duration::from_secs(120);
+    let mut now = bytes_under(&store);
+    while now > baseline + 8 * MIB as u64 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store kept the removed files' bytes: {baseline} before, {full} full, {now} now\n{}\n{}",
+            big_files(&store),
+            server.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        now = bytes_under(&store);
+    }
+    eprintln!("store bytes: {baseline} before, {full} full, {now} {:?} after the removes", removed_at.elapsed());
+    // The freed room is usable: 16 MiB more fit without the ballast going.
+    let f = c.create(&root, b"again", 0o644).await.unwrap();
+    for part in 0..16u64 {
+        c.write(&f, part * MIB as u64, &pattern(100 + part, MIB)).await.unwrap();
+    }
+    assert_eq!(c.read_all(&keep).await.unwrap(), pattern(1, MIB), "live data stays");
+    drop(server);
+}

@@ -152,7 +152,8 @@ fn scenarios() -> Vec<Scenario> {
                     "secret": {"name": "vsc-creds", "namespace": "creds"}
                 },
                 "snapshotCRDs": {"install": true},
-                "snapshotController": {"enabled": true, "replicas": 2}
+                "snapshotController": {"enabled": true, "replicas": 2},
+                "web": {"enabled": true, "port": 8443, "tokenSecret": "console-token", "readonlyTokenSecret": "console-ro"}
             }),
         },
         // Class secrets (S3 keys, so an s3:// store) and parameters.
@@ -1718,6 +1719,9 @@ fn readme_section_covers_install_roll_and_parameters() {
         "cluster.existingSecret",
         "NetworkPolicy",
         "needs no RBAC",
+        "web.enabled",
+        "web.tokenSecret",
+        "port-forward",
     ] {
         assert!(guide.contains(needle), "docs/kubernetes.md does not cover {needle:?}");
     }
@@ -1725,3 +1729,6 @@ fn readme_section_covers_install_roll_and_parameters() {
 
 #[path = "k8s_packaging/metrics.rs"]
 mod metrics;
+
+#[path = "k8s_packaging/web.rs"]
+mod web;

@@ -321,6 +321,180 @@ async fn snapshots_clone_and_quota_through_the_registry() {
     assert_eq!(copy["snapshot_count"], 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clone_and_quota_refusals_change_nothing() {
+    let c = Console::start();
+    let bearer = |m, p, b| c.bearer(m, p, b);
+    assert_eq!(bearer("POST", "/api/v1/datasets/root/snapshots", Some(json!({ "name": "base" }))).await.status, 201);
+    let console = &c;
+    let quota_of = |name: &'static str| async move {
+        console.bearer("GET", &format!("/api/v1/datasets/{name}"), None).await.json()["quota_bytes"].clone()
+    };
+    let set = |body: Value| c.bearer("POST", "/api/v1/datasets/root/quota", Some(body));
+    assert_eq!(set(json!({ "quota": "1GiB" })).await.status, 200);
+    // Bad input: 400 with a message, and the quota stays.
+    for bad in [json!({}), json!({ "quota": "lots" }), json!({ "quota": -5 }), json!({ "quota": true }), json!({ "quota": 1, "x": 2 })] {
+        let r = set(bad.clone()).await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.text());
+        assert!(r.json()["error"].as_str().unwrap().len() > 5, "{bad}: {}", r.text());
+        assert_eq!(quota_of("root").await, 1 << 30, "{bad} changed the quota");
+    }
+    assert_eq!(c.bearer("POST", "/api/v1/datasets/nosuch/quota", Some(json!({ "quota": 5 }))).await.status, 404);
+    // The read-only token and a cookie without CSRF are refused, and change nothing.
+    let ro = Auth::Bearer(&c.ro_token);
+    let r = c.call("POST", "/api/v1/datasets/root/quota", Some(json!({ "quota": null })), ro).await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let (session, csrf) = c.login(&c.token).await;
+    let no_csrf = Auth::Cookie { session: &session, csrf: None };
+    assert_eq!(c.call("POST", "/api/v1/datasets/root/quota", Some(json!({ "quota": null })), no_csrf).await.status, 403);
+    assert_eq!(quota_of("root").await, 1 << 30);
+    // "none", as `set-quota none`, removes it (by the page's cookie and CSRF token).
+    let page = Auth::Cookie { session: &session, csrf: Some(&csrf) };
+    let r = c.call("POST", "/api/v1/datasets/root/quota", Some(json!({ "quota": "none" })), page).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(quota_of("root").await.is_null());
+
+    // Clone: refusals first, each leaving the dataset list as it was.
+    let datasets = || async {
+        let l = c.bearer("GET", "/api/v1/datasets", None).await.json();
+        let mut v: Vec<String> = l["datasets"].as_array().unwrap().iter().map(|d| d["name"].as_str().unwrap().into()).collect();
+        v.sort();
+        v
+    };
+    let clone = |body: Value, auth| c.call("POST", "/api/v1/datasets/root/clone", Some(body), auth);
+    let admin = Auth::Bearer(&c.token);
+    for (body, auth, want) in [
+        (json!({ "snapshot": "base", "name": "Bad Name" }), admin, 400),
+        (json!({ "snapshot": "base" }), admin, 400),
+        (json!({ "snapshot": "nosuch", "name": "c1" }), admin, 404),
+        (json!({ "snapshot": "base", "name": "root" }), admin, 409),
+        (json!({ "snapshot": "base", "name": "c1" }), ro, 403),
+        (json!({ "snapshot": "base", "name": "c1" }), no_csrf, 403),
+    ] {
+        let r = clone(body.clone(), auth).await;
+        assert_eq!(r.status, want, "{body}: {}", r.text());
+        assert!(r.json()["error"].is_string());
+        assert_eq!(datasets().await, ["root"], "{body} made a dataset");
+    }
+    let r = clone(json!({ "snapshot": "base", "name": "c1" }), page).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["origin"], json!({ "kind": "clone_of_snapshot", "name": "base" }));
+    assert_eq!(clone(json!({ "snapshot": "base", "name": "c1" }), admin).await.status, 409, "exists now");
+    assert_eq!(datasets().await, ["c1", "root"]);
+}
+
+/// The names people know: what csi-provisioner / csi-snapshotter pass (recorded through the
+/// admin API's SetKubernetesRef, as the CSI controller does) shows in the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_names_of_datasets_and_snapshots() {
+    use slatefs::admin::{client, proto, AdminAddr};
+    let c = Console::start();
+    c.bearer("POST", "/api/v1/datasets/root/snapshots", Some(json!({ "name": "snapshot-1a2b" }))).await;
+    c.bearer("POST", "/api/v1/datasets/root/snapshots", Some(json!({ "name": "by-hand" }))).await;
+    let mut admin = client::connect(&AdminAddr::parse(&c.server.admin).unwrap(), None).await.unwrap();
+    let set = |object, namespace: &str, name: &str, content: &str| proto::SetKubernetesRefRequest {
+        object: Some(object),
+        r#ref: Some(proto::KubernetesRef { namespace: namespace.into(), name: name.into(), content: content.into() }),
+    };
+    use proto::set_kubernetes_ref_request::Object;
+    admin.set_kubernetes_ref(set(Object::Dataset("root".into()), "shop", "orders-db", "pvc-0f3c")).await.unwrap();
+    admin.set_kubernetes_ref(set(Object::Snapshot("snapshot-1a2b".into()), "shop", "orders-monday", "snapcontent-9")).await.unwrap();
+
+    let list = c.bearer("GET", "/api/v1/datasets", None).await.json();
+    let root = list["datasets"].as_array().unwrap().iter().find(|d| d["name"] == "root").cloned().unwrap();
+    let want = json!({ "namespace": "shop", "persistentvolumeclaim": "orders-db", "persistentvolume": "pvc-0f3c" });
+    assert_eq!(root["kubernetes"], want);
+    assert_eq!(c.bearer("GET", "/api/v1/datasets/root", None).await.json()["kubernetes"], want);
+    let snaps = c.bearer("GET", "/api/v1/datasets/root/snapshots", None).await.json();
+    let by_name = |n: &str| snaps["snapshots"].as_array().unwrap().iter().find(|s| s["name"] == n).cloned().unwrap();
+    assert_eq!(
+        by_name("snapshot-1a2b")["kubernetes"],
+        json!({ "namespace": "shop", "volumesnapshot": "orders-monday", "volumesnapshotcontent": "snapcontent-9" })
+    );
+    assert!(by_name("by-hand")["kubernetes"].is_null());
+}
+
+fn ms(rfc3339: &str) -> u64 {
+    chrono::DateTime::parse_from_rfc3339(rfc3339).unwrap().timestamp_millis() as u64
+}
+
+/// Policies set, paused and cleared from the console through the admin API's own operations;
+/// the snapshots a policy made say so (from the policy's record, not from their names).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_from_the_console_and_who_made_each_snapshot() {
+    let clock_dir = tempfile::tempdir().unwrap();
+    let clock = clock_dir.path().join("clock");
+    std::fs::write(&clock, ms("2026-03-01T10:00:30Z").to_string()).unwrap();
+    let c = Console::start_with_env(vec![("SLATEFS_TEST_CLOCK_FILE".into(), clock.display().to_string())]);
+    let policy = || async { c.bearer("GET", "/api/v1/datasets/root/policy", None).await.json()["policy"].clone() };
+    assert!(policy().await.is_null(), "no policy yet, and no error");
+    assert_eq!(c.bearer("GET", "/api/v1/datasets/nosuch/policy", None).await.status, 404);
+    // A hand-made snapshot named like one of the policy's: made by hand all the same.
+    c.bearer("POST", "/api/v1/datasets/root/snapshots", Some(json!({ "name": "auto-20260301-100000z" }))).await;
+
+    let put = |body: Value, auth| c.call("PUT", "/api/v1/datasets/root/policy", Some(body), auth);
+    let admin = Auth::Bearer(&c.token);
+    let (session, csrf) = c.login(&c.token).await;
+    let good = json!({ "every": "1m", "keep_last": 3, "prefix": "auto" });
+    for (body, auth, want, says) in [
+        (json!({ "every": "1m" }), admin, 400, "keep-last"),
+        (json!({ "every": "0s", "keep_last": 3 }), admin, 400, ""),
+        (json!({ "cron": "not cron", "keep_last": 3 }), admin, 400, ""),
+        (json!({ "every": "1m", "keep_last": 3, "bogus": 1 }), admin, 400, "bogus"),
+        (json!({ "every": "1m", "keep_last": 3, "prefix": "Bad Prefix" }), admin, 400, ""),
+        (good.clone(), Auth::Bearer(&c.ro_token), 403, "read"),
+        (good.clone(), Auth::Cookie { session: &session, csrf: None }, 403, "CSRF"),
+    ] {
+        let r = put(body.clone(), auth).await;
+        assert_eq!(r.status, want, "{body}: {}", r.text());
+        assert!(r.json()["error"].as_str().unwrap().contains(says), "{body}: {}", r.text());
+        assert!(policy().await.is_null(), "{body} set a policy");
+    }
+    let r = put(good.clone(), Auth::Cookie { session: &session, csrf: Some(&csrf) }).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let p = r.json()["policy"].clone();
+    assert_eq!((p["prefix"].as_str(), p["every_seconds"].as_u64(), p["retention"]["keep_last"].as_u64()), (Some("auto"), Some(60), Some(3)));
+    assert_eq!(p["next_run_unix_ms"].as_u64(), Some(ms("2026-03-01T10:01:00Z")));
+    // Another dataset's policy may not take the same prefix: 409, and it gets none.
+    c.bearer("POST", "/api/v1/datasets/root/clone", Some(json!({ "snapshot": "auto-20260301-100000z", "name": "other" }))).await;
+    let r = c.bearer("PUT", "/api/v1/datasets/other/policy", Some(good.clone())).await;
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(c.bearer("GET", "/api/v1/datasets/other/policy", None).await.json()["policy"].is_null());
+
+    // The runner takes the 10:01 slot once the clock passes it.
+    std::fs::write(&clock, ms("2026-03-01T10:01:05Z").to_string()).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !c.snapshot_names("root").await.contains(&"auto-20260301-100100z".to_string()) {
+        assert!(std::time::Instant::now() < deadline, "the policy took no snapshot: {}", policy().await);
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let snaps = c.bearer("GET", "/api/v1/datasets/root/snapshots", None).await.json();
+    let made_by = |n: &str| snaps["snapshots"].as_array().unwrap().iter().find(|s| s["name"] == n).unwrap()["policy"].clone();
+    assert_eq!(made_by("auto-20260301-100100z"), json!({ "prefix": "auto", "slot_unix_ms": ms("2026-03-01T10:01:00Z") }));
+    assert!(made_by("auto-20260301-100000z").is_null(), "a name is not a record");
+    assert_eq!(policy().await["snapshots"], json!(["auto-20260301-100100z"]));
+
+    // Pause and resume; a bad body changes nothing.
+    let pause = |body: Value| c.bearer("POST", "/api/v1/datasets/root/policy/pause", Some(body));
+    assert_eq!(pause(json!({ "paused": "yes" })).await.status, 400);
+    assert_eq!(policy().await["paused"], false);
+    assert_eq!(pause(json!({ "paused": true })).await.json()["policy"]["paused"], true);
+    assert!(policy().await["next_run_unix_ms"].is_null());
+    assert_eq!(pause(json!({ "paused": false })).await.json()["policy"]["paused"], false);
+    assert_eq!(c.bearer("POST", "/api/v1/datasets/other/policy/pause", Some(json!({ "paused": true }))).await.status, 404);
+
+    // Clear: the policy goes, its snapshot stays, now as a hand-made one.
+    assert_eq!(c.call("DELETE", "/api/v1/datasets/root/policy", None, Auth::Bearer(&c.ro_token)).await.status, 403);
+    let r = c.bearer("DELETE", "/api/v1/datasets/root/policy", None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["removed"]["prefix"], "auto");
+    assert!(policy().await.is_null());
+    assert_eq!(c.bearer("DELETE", "/api/v1/datasets/root/policy", None).await.status, 404);
+    let snaps = c.bearer("GET", "/api/v1/datasets/root/snapshots", None).await.json();
+    let kept = snaps["snapshots"].as_array().unwrap().iter().find(|s| s["name"] == "auto-20260301-100100z").cloned().unwrap();
+    assert!(kept["policy"].is_null(), "{kept}");
+}
+
 /// `serve` refuses a console without a private token file before it touches the store.
 #[test]
 fn refused_starts() {

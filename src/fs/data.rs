@@ -92,6 +92,8 @@ impl Filesystem {
         }
         batch.put_inode(&inode);
         let seq = self.commit(batch, Delta { bytes: delta, ..Delta::default() }).await?;
+        // The chunks the write touched went into the memtable whole (one more at most).
+        self.memtable_estimate.fetch_add(data.len() as u64 + self.chunk_size, std::sync::atomic::Ordering::Relaxed);
         drop(_g);
         self.settle(seq).await?;
         Ok(inode)

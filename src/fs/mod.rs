@@ -93,6 +93,9 @@ pub struct Filesystem {
     /// (`ino_alloc`).
     ino_usable: AtomicU64,
     ino_reserving: Mutex<()>,
+    /// File data written since this process last flushed the memtable (an over-estimate of
+    /// what a memtable flush writes, up to SlateDB's 64 MiB memtable).
+    memtable_estimate: AtomicU64,
 }
 
 /// What a batch changes in the dataset's usage figures.
@@ -140,6 +143,7 @@ impl Filesystem {
             stripes: (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             quota: AtomicU64::new(0),
             purge_wake: Arc::new(Notify::new()),
+            memtable_estimate: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             ino_usable: AtomicU64::new(0),
             ino_reserving: Mutex::new(()),
@@ -230,6 +234,15 @@ impl Filesystem {
             Backend::Writer(db) => self.committer.flush_all(db).await,
             Backend::Snapshot(_) => Ok(()),
         }
+    }
+
+    /// Writes the memtable into an L0 table, so that the WAL objects before it (and what they
+    /// hold of removed files) may be collected.
+    async fn flush_memtable(&self) -> FsResult<()> {
+        let db = self.backend.writer()?;
+        let opts = slatedb::config::FlushOptions { flush_type: slatedb::config::FlushType::MemTable };
+        db.flush_with_options(opts).await?;
+        Ok(())
     }
 
     /// Takes a named checkpoint holding everything written before the call.
@@ -352,17 +365,49 @@ async fn format(db: &Db, chunk_size: u32) -> FsResult<Superblock> {
     Ok(sb)
 }
 
+/// Removed data the purge lets stay in the WAL before it flushes the memtable. Until the
+/// memtable is flushed (SlateDB does it at 64 MiB of writes), the WAL objects that hold the
+/// removed chunks are still needed for recovery, so collection cannot delete them: without
+/// this, a full store stayed full after its files were removed, and an open dataset kept up
+/// to 64 MiB of deleted data. The flush writes one L0 table of what the memtable holds.
+const PURGED_BYTES_BEFORE_FLUSH: u64 = 4 << 20;
+/// SlateDB's memtable size (`Settings::l0_sst_size_bytes`, left at its default): it flushes
+/// by itself at this size, so a flush never writes more.
+const MEMTABLE_BYTES: u64 = 64 << 20;
+
 /// Deletes the chunks of unlinked files in the background, so that removing a large file is
 /// as quick as removing an empty one. Orphan records survive a crash and are resumed.
 async fn purge_orphans(fs: Weak<Filesystem>) {
+    let mut purged_since_flush = 0u64;
     loop {
         let Some(strong) = fs.upgrade() else { return };
         if strong.closed.load(Ordering::Acquire) {
             return;
         }
         match purge_once(&strong).await {
-            Ok(true) => continue,
-            Ok(false) => {}
+            Ok(Some(chunks)) => {
+                tracing::debug!("purged {chunks} chunks of removed files");
+                purged_since_flush += chunks * strong.chunk_size;
+                continue;
+            }
+            Ok(None) if purged_since_flush >= PURGED_BYTES_BEFORE_FLUSH => {
+                // The flush writes what is still live in the memtable: on a full local disk it
+                // waits until the removes have made that small enough to fit in what is free
+                // (a write SlateDB cannot finish is retried for ever).
+                let written = strong.memtable_estimate.load(Ordering::Relaxed).min(MEMTABLE_BYTES);
+                let live = written.saturating_sub(purged_since_flush);
+                if crate::store::space::fits(live) {
+                    match strong.flush_memtable().await {
+                        Ok(()) => {
+                            tracing::debug!("flushed the memtable after purging {purged_since_flush} bytes of removed files");
+                            purged_since_flush = 0;
+                            strong.memtable_estimate.store(0, Ordering::Relaxed);
+                        }
+                        Err(e) => tracing::warn!("flushing the memtable after a purge: {e}"),
+                    }
+                }
+            }
+            Ok(None) => {}
             Err(e) => tracing::warn!("orphan purge: {e}"),
         }
         let wake = strong.purge_wake.clone();
@@ -371,13 +416,14 @@ async fn purge_orphans(fs: Weak<Filesystem>) {
     }
 }
 
-/// Purges up to a batch of chunks; returns whether more work remains.
-async fn purge_once(fs: &Filesystem) -> FsResult<bool> {
-    let Backend::Writer(db) = &fs.backend else { return Ok(false) };
+/// Purges up to a batch of chunks; returns how many were deleted, `None` when no work is left.
+async fn purge_once(fs: &Filesystem) -> FsResult<Option<u64>> {
+    let Backend::Writer(db) = &fs.backend else { return Ok(None) };
     let orphans = fs.backend.scan(backend::prefix_range(b"O"), 16).await?;
     if orphans.is_empty() {
-        return Ok(false);
+        return Ok(None);
     }
+    let mut deleted = 0;
     for (key, _) in orphans {
         let ino = codec::orphan_ino(&key);
         let mut prefix = vec![b'C'];
@@ -392,6 +438,7 @@ async fn purge_once(fs: &Filesystem) -> FsResult<bool> {
         }
         let handle = db.write(batch).await?;
         fs.committer.note_written(handle.seqnum());
+        deleted += chunks.len() as u64;
     }
-    Ok(true)
+    Ok(Some(deleted))
 }

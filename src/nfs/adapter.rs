@@ -110,6 +110,16 @@ impl<E: Exports> NfsAdapter<E> {
         Ok(attrs::snapshot_dir_attr(&root, handle::fileid(dataset, RESERVED_INO), dataset, count as u32))
     }
 
+    /// Whether `dataset` still exists, so that its `.snapshots` can be named (a snapshot
+    /// outlives its deleted dataset, which is then kept hidden).
+    async fn has_snapshot_dir(&self, dataset: u64) -> Result<bool, nfsstat3> {
+        match self.exports.object_info(dataset).await {
+            Ok(ObjectInfo::Dataset) => Ok(true),
+            Ok(ObjectInfo::Snapshot { .. }) | Err(ExportError::NotFound) => Ok(false),
+            Err(e) => Err(export_status(e)),
+        }
+    }
+
     /// Refuses names the server owns: `.snapshots` in a dataset's root.
     async fn check_reserved(&self, object: u64, dir: u64, name: &[u8]) -> Result<(), nfsstat3> {
         if dir == RESERVED_INO {
@@ -287,7 +297,10 @@ impl<E: Exports> NFSFileSystem for NfsAdapter<E> {
         if let (b"..", Some(ObjectInfo::Snapshot { dataset })) = (name, info) {
             // A snapshot's root sits in its dataset's `.snapshots`, whichever way it was
             // reached (at the root of the snapshot's own export a client never asks for "..").
-            return Ok(handle::fileid(dataset, RESERVED_INO));
+            // Once that dataset is deleted there is no `.snapshots`: the root is its own parent.
+            if self.has_snapshot_dir(dataset).await? {
+                return Ok(handle::fileid(dataset, RESERVED_INO));
+            }
         }
         Ok(handle::fileid(object, child))
     }
@@ -418,10 +431,13 @@ impl<E: Exports> NFSFileSystem for NfsAdapter<E> {
                 entries.push(NfsDirEntry { fileid: handle::fileid(object, RESERVED_INO), name: SNAPSHOT_DIR.to_vec().into(), attr: self.snapshot_dir_attr(object).await?, cookie: SNAPSHOT_DIR_COOKIE });
             }
             if let (b"..", Some(ObjectInfo::Snapshot { dataset })) = (&row.name[..], info) {
-                // As LOOKUP answers it: a snapshot's root lives in `.snapshots`.
-                let attr = self.snapshot_dir_attr(dataset).await?;
-                entries.push(NfsDirEntry { fileid: handle::fileid(dataset, RESERVED_INO), name: row.name.into(), attr, cookie: row.cookie });
-                continue;
+                // As LOOKUP answers it: a snapshot's root lives in `.snapshots` while its
+                // dataset exists.
+                if self.has_snapshot_dir(dataset).await? {
+                    let attr = self.snapshot_dir_attr(dataset).await?;
+                    entries.push(NfsDirEntry { fileid: handle::fileid(dataset, RESERVED_INO), name: row.name.into(), attr, cookie: row.cookie });
+                    continue;
+                }
             }
             // An entry removed since the listing was read is skipped, not reported broken.
             let attr = match fs.getattr(row.ino).await {

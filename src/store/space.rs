@@ -87,6 +87,17 @@ pub fn room() -> Room {
     room
 }
 
+/// Whether `bytes` more can be written to the store now and still leave a quarter of the
+/// reserve free (what removes may use). Always for object stores.
+pub fn fits(bytes: u64) -> bool {
+    let guard = WATCH.read().unwrap();
+    let Some(w) = guard.as_ref() else { return true };
+    match disk_space(&w.dir) {
+        Some((_, free)) => free >= bytes.saturating_add(w.reserve / 4),
+        None => true,
+    }
+}
+
 fn log_change(dir: &Path, before: u8, room: Room) {
     match room {
         Room::Enough => tracing::info!(

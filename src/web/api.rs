@@ -41,28 +41,29 @@ pub async fn get_dataset(State(web): State<AppState>, Path(name): Path<String>) 
     Ok(Json(dataset_json(&web.registry.dataset_info(&name).await?)))
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct QuotaBody {
-    quota: Option<QuotaValue>,
-}
-
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum QuotaValue {
-    Bytes(u64),
-    Text(String),
+/// `{"quota": ...}`: bytes, a size as `set-quota` takes it ("20Gi", "none"), or `null` to
+/// remove it. The key must be there: a body without it is refused, never read as "no quota".
+fn quota_of(body: &Bytes) -> ApiResult<Option<u64>> {
+    let fields: serde_json::Map<String, Value> = parse_body(body)?;
+    if let Some(other) = fields.keys().find(|k| *k != "quota") {
+        return Err(ApiError::bad_request(format!("request body: unknown field `{other}`, expected `quota`")));
+    }
+    match fields.get("quota") {
+        None => Err(ApiError::bad_request("request body: missing field `quota` (null removes the quota)")),
+        Some(Value::Null) => Ok(None),
+        Some(Value::String(t)) if t.trim().eq_ignore_ascii_case("none") => Ok(None),
+        Some(Value::String(t)) => {
+            Ok(Some(crate::size::parse_size(t).map_err(|e| ApiError::bad_request(format!("quota: {e}")))?))
+        }
+        Some(v) => v
+            .as_u64()
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request(format!("quota: {v} is not a size (bytes, \"20Gi\", or null)"))),
+    }
 }
 
 pub async fn set_quota(State(web): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Json<Value>> {
-    let QuotaBody { quota } = parse_body(&body)?;
-    let quota = match quota {
-        None => None,
-        Some(QuotaValue::Bytes(b)) => Some(b),
-        Some(QuotaValue::Text(t)) => {
-            Some(crate::size::parse_size(&t).map_err(|e| ApiError::bad_request(format!("quota: {e}")))?)
-        }
-    };
+    let quota = quota_of(&body)?;
     Ok(Json(dataset_json(&web.registry.set_quota(&name, quota).await?)))
 }
 
@@ -83,7 +84,9 @@ pub async fn clone(State(web): State<AppState>, Path(name): Path<String>, body: 
 pub async fn list_snapshots(State(web): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
     let mut list = web.registry.list_snapshots(Some(&name)).await?;
     list.sort_by_key(|s| (s.created_ms, s.id));
-    Ok(Json(json!({ "snapshots": list.iter().map(snapshot_json).collect::<Vec<_>>() })))
+    let makers = super::policy::makers(&web.registry);
+    let json: Vec<Value> = list.iter().map(|s| snapshot_json(s, makers.get(&s.id))).collect();
+    Ok(Json(json!({ "snapshots": json })))
 }
 
 #[derive(serde::Deserialize)]
@@ -102,7 +105,7 @@ fn yes() -> bool {
 pub async fn create_snapshot(State(web): State<AppState>, Path(name): Path<String>, body: Bytes) -> ApiResult<Response> {
     let SnapshotBody { name: snap, readonly } = parse_body(&body)?;
     let made = match web.registry.create_snapshot(&name, &snap, readonly).await? {
-        SnapshotResult::Snapshot(s) => json!({ "snapshot": snapshot_json(&s) }),
+        SnapshotResult::Snapshot(s) => json!({ "snapshot": snapshot_json(&s, None) }),
         SnapshotResult::Dataset(d) => json!({ "dataset": dataset_json(&d) }),
     };
     Ok((StatusCode::CREATED, Json(made)).into_response())
@@ -165,10 +168,14 @@ pub fn dataset_json(d: &DatasetInfo) -> Value {
         "owner": d.owner,
         "created_unix_ms": d.created_ms,
         "health": health_json(d),
+        "kubernetes": d.kubernetes.as_ref().map(|k| json!({
+            "namespace": k.namespace, "persistentvolumeclaim": k.name, "persistentvolume": k.content,
+        })),
     })
 }
 
-pub fn snapshot_json(s: &SnapshotInfo) -> Value {
+/// `made_by`: the policy that made it, as [`super::policy::makers`] tells (prefix, slot).
+pub fn snapshot_json(s: &SnapshotInfo, made_by: Option<&(String, u64)>) -> Value {
     json!({
         "name": s.name,
         "id": s.id,
@@ -178,5 +185,9 @@ pub fn snapshot_json(s: &SnapshotInfo) -> Value {
         "inodes": s.inodes,
         "clone_count": s.clone_count,
         "dataset_deleted": s.dataset_deleted,
+        "policy": made_by.map(|(prefix, slot)| json!({ "prefix": prefix, "slot_unix_ms": slot })),
+        "kubernetes": s.kubernetes.as_ref().map(|k| json!({
+            "namespace": k.namespace, "volumesnapshot": k.name, "volumesnapshotcontent": k.content,
+        })),
     })
 }

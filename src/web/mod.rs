@@ -3,8 +3,8 @@
 //! server and the NFS adapter. Off unless `[web] listen` is set.
 //!
 //! By concern: `auth` (tokens, sessions, CSRF), `paths` (URL paths), `api` (datasets and
-//! snapshots), `files` (browse and download), `tar` (directory streams), `diff`, `restore`,
-//! `page` (the embedded single page).
+//! snapshots), `policy` (snapshot policies), `files` (browse and download), `tar` (directory
+//! streams), `diff`, `restore`, `page` (the embedded single page).
 
 mod api;
 mod auth;
@@ -13,6 +13,7 @@ mod error;
 mod files;
 mod page;
 mod paths;
+mod policy;
 mod restore;
 mod tar;
 
@@ -88,6 +89,8 @@ fn router(web: AppState) -> Router {
         .route("/api/v1/datasets/{name}", get(api::get_dataset))
         .route("/api/v1/datasets/{name}/quota", post(api::set_quota))
         .route("/api/v1/datasets/{name}/clone", post(api::clone))
+        .route("/api/v1/datasets/{name}/policy", get(policy::get).put(policy::set).delete(policy::clear))
+        .route("/api/v1/datasets/{name}/policy/pause", post(policy::pause))
         .route("/api/v1/datasets/{name}/snapshots", get(api::list_snapshots).post(api::create_snapshot))
         .route("/api/v1/datasets/{name}/snapshots/{snap}", delete(api::delete_snapshot))
         .route("/api/v1/datasets/{name}/files", get(files::get))

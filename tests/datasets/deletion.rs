@@ -40,6 +40,15 @@ async fn cli_snapshots_of_a_deleted_dataset_list_export_clone_and_collect_it() {
         assert!(table.contains("gone (deleted)"), "{start}: {table}");
         let mut snap = nfs::Client::mount(server.nfs_port, "/gone@s1").await.unwrap();
         assert_eq!(nfs_get(&mut snap, "f").await.unwrap(), data, "{start}");
+        // With no dataset there is no `.snapshots` to go up to: the root is its own parent,
+        // and listing the root answers (it used to be NFS3ERR_STALE).
+        let root = snap.root.clone();
+        assert_eq!(snap.readdir_all(&root).await, Ok(vec![b"f".to_vec()]), "{start}");
+        let up = snap.lookup(&root, b"..").await.unwrap();
+        assert_eq!(snap.getattr(&up).await.unwrap().fileid, snap.getattr(&root).await.unwrap().fileid, "{start}");
+        let (entries, _, _) = snap.readdir_page(&root, 0, Default::default()).await.unwrap();
+        let dotdot = entries.iter().find(|(n, _, _)| n == b"..").expect("\"..\" listed");
+        assert_eq!(dotdot.1, snap.getattr(&root).await.unwrap().fileid, "{start}");
         if start.starts_with("before") {
             assert!(server.stop(), "clean stop:\n{}", server.logs());
             server.restart();

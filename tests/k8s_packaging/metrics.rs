@@ -12,7 +12,7 @@ use serde_yaml::Value;
 use super::{python, repo, strict};
 
 /// Runs render requests through the Helm engine (one process for all of them).
-fn batch(requests: serde_json::Value) -> Vec<serde_json::Value> {
+pub(super) fn batch(requests: serde_json::Value) -> Vec<serde_json::Value> {
     let mut child = Command::new(python())
         .arg(repo().join("tests/support/helm_render.py"))
         .args(["batch", "--chart"])
@@ -32,7 +32,7 @@ fn batch(requests: serde_json::Value) -> Vec<serde_json::Value> {
 }
 
 /// Renders the chart with `values`, the cluster serving `api_versions`; the documents parsed.
-fn render(values: serde_json::Value, api_versions: &[&str]) -> Vec<Value> {
+pub(super) fn render(values: serde_json::Value, api_versions: &[&str]) -> Vec<Value> {
     let results = batch(json!([{"op": "render", "values": values, "name": "slatefs", "namespace": "kube-system", "api_versions": api_versions}]));
     let r = &results[0];
     assert!(r.get("error").is_none(), "the chart does not render: {}", r["error"]);

@@ -1,11 +1,14 @@
 """The console in a real browser: headless Debian Chromium through Selenium and the system
 chromedriver, against a real `slatefs serve` that tests/web.rs (`web_browser`) started and
 filled: reports/q1.txt and reports/draft.txt written before snapshot `monday`, then draft.txt
-rewritten and reports/q2.txt added.
+rewritten and reports/q2.txt added; then a policy (prefix `hourly`) took snapshot
+$SLATEFS_WEB_POLICY_SNAPSHOT.
 
-Logs in (a wrong token first), sees the datasets, opens the snapshot, finds q1.txt and reads
-it, compares monday with live (draft.txt changed, q2.txt added), restores draft.txt in place
-after confirming, takes snapshot ui-snap and deletes it. Screenshots go to
+Logs in (a wrong token first), sees the datasets, sees on the timeline which snapshot the
+policy made, opens the snapshot, finds q1.txt and reads it, compares monday with live
+(draft.txt changed, q2.txt added), restores draft.txt in place after confirming, takes
+snapshot ui-snap and deletes it, pauses the policy, sets the quota (a bad one first), clones
+monday (into a taken name first) and gives the clone a policy from the form. Screenshots go to
 $SLATEFS_WEB_SCREENSHOTS. The Rust test then checks over NFS and the API what the page did.
 """
 
@@ -21,6 +24,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 URL = os.environ["SLATEFS_WEB_URL"]
 TOKEN = os.environ["SLATEFS_WEB_TOKEN"]
 SHOTS = os.environ["SLATEFS_WEB_SCREENSHOTS"]
+BY_POLICY = os.environ["SLATEFS_WEB_POLICY_SNAPSHOT"]
 
 
 def driver():
@@ -69,13 +73,23 @@ def main():
         # The datasets, with usage and health.
         row = visible('#datasets tr[data-dataset="root"]')
         wait.until(lambda _: "ok" in row.text)
-        assert "1" in row.find_elements(By.TAG_NAME, "td")[3].text, row.text
+        assert row.find_element(By.CSS_SELECTOR, ".snapshot-count").text == "2", row.text
+        assert row.find_element(By.CSS_SELECTOR, ".kubernetes").text == "-", row.text
         no_error()
         shot("datasets")
 
         # The dataset: its snapshot on the timeline; browse the snapshot and find q1.txt.
         row.click()
         visible('#snapshots li[data-snapshot="monday"]')
+        # The timeline tells the policy's snapshot from the hand-made one.
+        policy_dot = d.find_element(By.CSS_SELECTOR, '#timeline .dot[data-snapshot="%s"]' % BY_POLICY)
+        hand_dot = d.find_element(By.CSS_SELECTOR, '#timeline .dot[data-snapshot="monday"]')
+        assert "policy" in policy_dot.get_attribute("class").split(), policy_dot.get_attribute("class")
+        assert "policy" not in hand_dot.get_attribute("class").split(), hand_dot.get_attribute("class")
+        assert "made by policy hourly" in policy_dot.get_attribute("title"), policy_dot.get_attribute("title")
+        wait_text('#snapshots li[data-snapshot="%s"]' % BY_POLICY, "made by policy hourly")
+        wait_text('#snapshots li[data-snapshot="monday"]', "made by hand")
+        wait_text("#policy-summary", "every 1h, keeping 24 last; active")
         d.find_element(By.CSS_SELECTOR, '#snapshots li[data-snapshot="monday"] .browse-snapshot').click()
         wait_text("#browse-version", "snapshot monday")
         visible('#entries tr[data-name="reports"]').click()
@@ -125,6 +139,53 @@ def main():
         wait.until(lambda _: not d.find_elements(By.CSS_SELECTOR, '#snapshots li[data-snapshot="ui-snap"]'))
         no_error()
         shot("snapshot-deleted")
+
+        # Pause the policy.
+        d.find_element(By.ID, "policy-pause").click()
+        wait_text("#policy-summary", "; paused")
+        visible("#policy-resume")
+
+        # The quota: a bad one is refused with the server's message, then 2 GiB.
+        d.find_element(By.ID, "quota-value").clear()
+        d.find_element(By.ID, "quota-value").send_keys("lots")
+        d.find_element(By.ID, "quota-set").click()
+        visible("#error")
+        wait_text("#error", "quota")
+        d.find_element(By.ID, "quota-value").clear()
+        d.find_element(By.ID, "quota-value").send_keys("2GiB")
+        d.find_element(By.ID, "quota-set").click()
+        wait_text("#status", "quota of root is now 2.0 GiB")
+        wait_text("#dataset-summary", "of 2.0 GiB")
+        no_error()
+
+        # Clone monday: into a taken name (refused, with the message), then into monday-copy.
+        def clone_into(name):
+            d.find_element(By.CSS_SELECTOR, '#snapshots li[data-snapshot="monday"] .clone-snapshot').click()
+            visible("#clone-dialog")
+            d.find_element(By.ID, "clone-name").send_keys(name)
+            d.find_element(By.ID, "clone-go").click()
+
+        clone_into("root")
+        visible("#error")
+        wait_text("#error", 'dataset "root" already exists')
+        clone_into("monday-copy")
+        wait_text("#status", "cloned snapshot monday into dataset monday-copy")
+        wait_text("#dataset-title", "monday-copy")
+        visible('#entries tr[data-name="reports"]')
+        wait_text("#policy-summary", "No snapshot policy")
+        no_error()
+        shot("cloned")
+
+        # A policy for the clone, from the form (paused: it must not run during the test).
+        d.find_element(By.ID, "policy-edit-title").click()
+        visible("#policy-every").send_keys("1d")
+        d.find_element(By.ID, "policy-keep-daily").send_keys("7")
+        d.find_element(By.ID, "policy-prefix").send_keys("copy")
+        d.find_element(By.ID, "policy-paused").click()
+        d.find_element(By.ID, "policy-save").click()
+        wait_text("#status", "policy of monday-copy: every 1day, keeping 7 daily")
+        wait_text("#policy-summary", "; paused")
+        no_error()
         print("browser test passed")
     except Exception:
         shot("failure")

@@ -52,6 +52,11 @@ pub struct Console {
 
 impl Console {
     pub fn start() -> Console {
+        Console::start_with_env(Vec::new())
+    }
+
+    /// A console whose server has `env` set (e.g. the policy clock, SLATEFS_TEST_CLOCK_FILE).
+    pub fn start_with_env(env: Vec<(String, String)>) -> Console {
         let tokens = tempfile::tempdir().unwrap();
         let token = format!("admin-{:032x}", rand::random::<u128>());
         let ro_token = format!("ro-{:032x}", rand::random::<u128>());
@@ -68,7 +73,7 @@ impl Console {
             admin_file.display(),
             ro_file.display()
         );
-        let server = Server::start_with(ServerOptions { config: Some(config), ..Default::default() });
+        let server = Server::start_with(ServerOptions { config: Some(config), env, ..Default::default() });
         assert!(server.logs().contains(&format!("web console listening on http://127.0.0.1:{port}")), "{}", server.logs());
         Console {
             server,
@@ -164,7 +169,11 @@ pub async fn browser_test() {
         "the browser test needs apt-get install -y chromium chromium-driver and pip install selenium (missing: {missing:?}, selenium: {selenium}); scripts/test.sh installs them"
     );
 
-    let c = Console::start();
+    // The policy clock: the page draws which snapshots the policy made.
+    let clock_dir = tempfile::tempdir().unwrap();
+    let clock = clock_dir.path().join("clock");
+    std::fs::write(&clock, "1772445570000").unwrap(); // 2026-03-02T09:59:30Z
+    let c = Console::start_with_env(vec![("SLATEFS_TEST_CLOCK_FILE".into(), clock.display().to_string())]);
     let mut nfs = Client::mount(c.server.nfs_port, "/").await.unwrap();
     let root = nfs.root.clone();
     let reports = nfs.mkdir(&root, b"reports", 0o755).await.unwrap();
@@ -177,6 +186,16 @@ pub async fn browser_test() {
     nfs.write(&draft, 0, b"second draft, rewritten after monday\n").await.unwrap();
     let added = nfs.create(&reports, b"q2.txt", 0o644).await.unwrap();
     nfs.write(&added, 0, b"quarter two\n").await.unwrap();
+    let policy = json!({ "every": "1h", "keep_last": 24, "prefix": "hourly" });
+    let r = c.bearer("PUT", "/api/v1/datasets/root/policy", Some(policy)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    std::fs::write(&clock, "1772445610000").unwrap(); // 10:00:10Z: the 10:00 slot is due
+    let by_policy = "hourly-20260302-100000z";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !c.snapshot_names("root").await.iter().any(|n| n == by_policy) {
+        assert!(std::time::Instant::now() < deadline, "the policy took no snapshot");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 
     let shots = target_dir().join("web-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -186,6 +205,7 @@ pub async fn browser_test() {
         .env("SLATEFS_WEB_URL", &c.base)
         .env("SLATEFS_WEB_TOKEN", &c.token)
         .env("SLATEFS_WEB_SCREENSHOTS", &shots)
+        .env("SLATEFS_WEB_POLICY_SNAPSHOT", by_policy)
         .output()
         .await
         .unwrap();
@@ -196,8 +216,19 @@ pub async fn browser_test() {
     // What the page did, seen over NFS and through the API.
     let restored = nfs.walk("reports/draft.txt").await.unwrap();
     assert_eq!(nfs.read_all(&restored).await.unwrap(), b"first draft\n", "restored by the page (replace)");
-    assert_eq!(c.snapshot_names("root").await, vec!["monday"], "the page took ui-snap and deleted it");
-    for name in ["login", "datasets", "snapshot", "compare", "restored"] {
+    assert_eq!(c.snapshot_names("root").await, vec!["monday", by_policy], "the page took ui-snap and deleted it");
+    let root_info = c.bearer("GET", "/api/v1/datasets/root", None).await.json();
+    assert_eq!(root_info["quota_bytes"], 2u64 << 30, "set by the page: {root_info}");
+    let p = c.bearer("GET", "/api/v1/datasets/root/policy", None).await.json();
+    assert_eq!(p["policy"]["paused"], true, "paused by the page: {p}");
+    // The clone the page made holds the snapshot's files, and the policy the page gave it.
+    let mut copy = Client::mount(c.server.nfs_port, "/monday-copy").await.unwrap();
+    let draft_copy = copy.walk("reports/draft.txt").await.unwrap();
+    assert_eq!(copy.read_all(&draft_copy).await.unwrap(), b"first draft\n");
+    let p = c.bearer("GET", "/api/v1/datasets/monday-copy/policy", None).await.json()["policy"].clone();
+    let got = (p["every_seconds"].as_u64(), p["retention"]["keep_daily"].as_u64(), p["paused"].as_bool(), p["prefix"].as_str());
+    assert_eq!(got, (Some(86400), Some(7), Some(true), Some("copy")), "{p}");
+    for name in ["login", "datasets", "snapshot", "compare", "restored", "cloned"] {
         assert!(shots.join(format!("{name}.png")).exists(), "screenshot {name}.png");
     }
 }

@@ -101,6 +101,76 @@ role = {{ .role | quote }}
 [cluster]
 secret_file = {{ printf "%s/secret" (include "slatefs.clusterSecretDir" .root) | quote }}
 handoff_after_ms = {{ int $v.cluster.handoffAfterMs }}
+{{- if and (eq .role "owner") $v.web.enabled }}
+[web]
+listen = {{ printf "127.0.0.1:%d" (int $v.web.port) | quote }}
+token_file = {{ printf "%s/token" (include "slatefs.webTokenDir" "admin") | quote }}
+{{- if $v.web.readonlyTokenSecret }}
+readonly_token_file = {{ printf "%s/token" (include "slatefs.webTokenDir" "readonly") | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Where the catalog owner finds the console's token Secrets ("admin" or "readonly"), outside
+/etc/slatefs (the ConfigMap's mount). */}}
+{{- define "slatefs.webTokenDir" -}}
+{{- if eq . "admin" }}/etc/slatefs-web{{ else }}/etc/slatefs-web-readonly{{ end -}}
+{{- end -}}
+
+{{/* The console's token Secrets as volumes. Mode 0400 (256): slatefs refuses a token file that
+group or others may read, and the kubelet would otherwise make it 0644. */}}
+{{- define "slatefs.webTokenVolumes" -}}
+- name: web-token
+  secret:
+    secretName: {{ .Values.web.tokenSecret }}
+    defaultMode: 256
+    items:
+      - key: token
+        path: token
+{{- with .Values.web.readonlyTokenSecret }}
+- name: web-readonly-token
+  secret:
+    secretName: {{ . }}
+    defaultMode: 256
+    items:
+      - key: token
+        path: token
+{{- end }}
+{{- end -}}
+
+{{- define "slatefs.webTokenMounts" -}}
+- name: web-token
+  mountPath: {{ include "slatefs.webTokenDir" "admin" }}
+  readOnly: true
+{{- if .Values.web.readonlyTokenSecret }}
+- name: web-readonly-token
+  mountPath: {{ include "slatefs.webTokenDir" "readonly" }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* The console needs its token, and a port of its own on the controller pod (its loopback
+shares the port space with the pod's other listeners): a clash would stop the catalog owner. */}}
+{{- define "slatefs.checkWeb" -}}
+{{- if .Values.web.enabled -}}
+{{- if not .Values.web.tokenSecret -}}
+{{- fail "web.enabled needs web.tokenSecret: the name of a Secret whose key `token` is the console's token" -}}
+{{- end -}}
+{{- if eq .Values.web.tokenSecret .Values.web.readonlyTokenSecret -}}
+{{- fail "web.readonlyTokenSecret must name another Secret than web.tokenSecret (slatefs refuses the same token twice)" -}}
+{{- end -}}
+{{- $port := int .Values.web.port -}}
+{{- $others := dict "cluster.port" .Values.cluster.port "controller.healthPort" .Values.controller.healthPort -}}
+{{- if .Values.metrics.enabled -}}
+{{- $_ := set $others "metrics.controllerPort" .Values.metrics.controllerPort -}}
+{{- $_ := set $others "metrics.controllerCsiPort" .Values.metrics.controllerCsiPort -}}
+{{- end -}}
+{{- range $what, $other := $others -}}
+{{- if eq $port (int $other) -}}
+{{- fail (printf "web.port %d is also %s: the console needs a port of its own on the controller pod" $port $what) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The Secret holding the internal channel's shared secret (key `secret`). */}}

@@ -89,6 +89,7 @@ async function start() {
 function loggedIn(s) {
   state.csrf = s.csrf_token;
   state.access = s.access;
+  document.body.classList.toggle("readonly", s.access !== "admin");
   $("whoami").textContent = s.access === "readonly" ? "read-only access" : "admin access";
   $("logout").hidden = false;
   route();
@@ -112,6 +113,13 @@ function usageBar(used, quota) {
   return bar;
 }
 
+// The PersistentVolumeClaim (VolumeSnapshot) a dataset (snapshot) was made for, as
+// "namespace/name", or "" when Kubernetes did not make it.
+function k8sName(k) {
+  const name = k && (k.persistentvolumeclaim || k.volumesnapshot);
+  return name ? `${k.namespace}/${name}` : "";
+}
+
 function healthCell(d) {
   if (d.error) return el("td", { class: "health-bad" }, d.error);
   const h = d.health || { state: "unknown", message: "" };
@@ -129,8 +137,10 @@ async function listDatasets() {
     const usedCell = el("td", {}, usageBar(d.used_bytes || 0, d.quota_bytes), `${used} of ${d.quota_bytes ? bytes(d.quota_bytes) : "no quota"}`);
     const origin = d.origin ? `${d.origin.kind === "clone_of_snapshot" ? "clone of" : "snapshot of"} ${d.origin.name}` : "-";
     const row = el("tr", { class: "clickable", "data-dataset": d.name, onclick: () => { location.hash = "#/datasets/" + encodeURIComponent(d.name); } },
-      el("td", {}, d.name + (d.is_default ? " (default)" : "")), usedCell,
-      el("td", {}, d.used_inodes ?? "-"), el("td", {}, d.snapshot_count), el("td", {}, origin), healthCell(d));
+      el("td", {}, d.name + (d.is_default ? " (default)" : "")),
+      el("td", { class: "kubernetes", title: d.kubernetes ? `PersistentVolume ${d.kubernetes.persistentvolume}` : "" }, k8sName(d.kubernetes) || "-"),
+      usedCell,
+      el("td", {}, d.used_inodes ?? "-"), el("td", { class: "snapshot-count" }, d.snapshot_count), el("td", {}, origin), healthCell(d));
     body.append(row);
   }
 }
@@ -148,7 +158,12 @@ async function openDataset(name) {
     $("dataset-summary").replaceChildren(
       usageBar(d.used_bytes || 0, d.quota_bytes),
       `${bytes(d.used_bytes)} used of ${d.quota_bytes ? bytes(d.quota_bytes) : "no quota"}, ${d.used_inodes} inodes, health: ${d.health ? d.health.state : "?"}`);
+    const k = k8sName(d.kubernetes);
+    $("dataset-kubernetes").textContent = k ? `PersistentVolumeClaim ${k} (PersistentVolume ${d.kubernetes.persistentvolume})` : "";
+    $("dataset-kubernetes").hidden = !k;
+    $("quota-value").value = d.quota_bytes === null ? "" : String(d.quota_bytes);
     await loadSnapshots();
+    await loadPolicy();
     await browse(null, []);
   });
 }
@@ -164,13 +179,21 @@ async function loadSnapshots() {
   const lo = Math.min(...times), hi = Math.max(...times);
   for (const s of state.snapshots) {
     const pos = hi > lo ? 3 + 94 * (s.created_unix_ms - lo) / (hi - lo) : 50;
-    const dot = el("div", { class: "dot", title: `${s.name}, ${when(s.created_unix_ms)}` }, el("span", {}, s.name));
+    const k = k8sName(s.kubernetes);
+    const maker = s.policy ? `made by policy ${s.policy.prefix}` : (k ? `VolumeSnapshot ${k}` : "made by hand");
+    const dot = el("div", { class: s.policy ? "dot policy" : "dot", "data-snapshot": s.name,
+      title: `${s.name}, ${when(s.created_unix_ms)}, ${bytes(s.size_bytes)}, ${maker}` }, el("span", {}, k || s.name));
     dot.style.left = pos + "%";
+    // Labels near the right end lean left, so they stay on the page.
+    if (pos > 70) dot.classList.add("end");
     tl.append(dot);
     const item = el("li", { "data-snapshot": s.name },
-      el("b", {}, s.name), ` ${when(s.created_unix_ms)}, ${bytes(s.size_bytes)}, ${s.inodes} inodes`,
+      el("b", {}, s.name), ` ${when(s.created_unix_ms)}, ${bytes(s.size_bytes)}, ${s.inodes} inodes `,
+      el("span", { class: "made-by" }, s.policy ? `made by policy ${s.policy.prefix} (slot ${when(s.policy.slot_unix_ms)})` : "made by hand"),
+      k ? el("span", { class: "kubernetes" }, ` · VolumeSnapshot ${k}`) : "",
       el("button", { class: "browse-snapshot", type: "button", onclick: () => run(() => browse(s.name, [])) }, "Browse"));
     if (state.access === "admin") {
+      item.append(el("button", { class: "clone-snapshot", type: "button", onclick: () => askClone(s.name) }, "Clone"));
       item.append(el("button", { class: "delete-snapshot", type: "button", onclick: () => askDelete(s.name) }, "Delete"));
     }
     list.append(item);
@@ -316,6 +339,106 @@ async function doDelete() {
   await loadSnapshots();
 }
 
+let pendingClone = null;
+
+function askClone(name) {
+  pendingClone = name;
+  $("clone-snapshot").textContent = name;
+  $("clone-name").value = "";
+  $("clone-dialog").showModal();
+}
+
+async function doClone() {
+  const snapshot = pendingClone, name = $("clone-name").value.trim();
+  $("clone-dialog").close();
+  const d = await api("POST", `/datasets/${encodeURIComponent(state.dataset)}/clone`, { snapshot, name });
+  status(`cloned snapshot ${snapshot} into dataset ${d.name}`);
+  location.hash = "#/datasets/" + encodeURIComponent(d.name);
+}
+
+async function setQuota() {
+  const text = $("quota-value").value.trim();
+  const quota = /^\d+$/.test(text) ? Number(text) : text;
+  const d = await api("POST", `/datasets/${encodeURIComponent(state.dataset)}/quota`, { quota });
+  status(d.quota_bytes === null ? `${d.name} has no quota now` : `quota of ${d.name} is now ${bytes(d.quota_bytes)}`);
+  await openDataset(state.dataset);
+}
+
+// ------------------------------------------------------------------ policy
+
+const KEEPS = ["last", "hourly", "daily", "weekly", "monthly", "yearly"];
+
+function retentionText(r) {
+  const parts = KEEPS.filter((k) => r["keep_" + k] > 0).map((k) => `${r["keep_" + k]} ${k}`);
+  if (r.max_age_seconds > 0) parts.push(`none older than ${r.max_age_seconds} s`);
+  return parts.join(", ");
+}
+
+async function loadPolicy() {
+  const { policy: p } = await api("GET", `/datasets/${encodeURIComponent(state.dataset)}/policy`);
+  state.policy = p;
+  const summary = $("policy-summary");
+  if (!p) {
+    summary.textContent = "No snapshot policy: snapshots are taken by hand (or by Kubernetes).";
+  } else {
+    const next = p.next_run_unix_ms ? when(p.next_run_unix_ms) : "-";
+    summary.textContent = `${p.schedule}, keeping ${retentionText(p.retention)}; ${p.paused ? "paused" : "active"}` +
+      `; names ${p.prefix}-YYYYMMDD-HHMMSSz; last run ${p.last_run_unix_ms ? when(p.last_run_unix_ms) : "-"}, next ${next}` +
+      `; ${p.snapshots.length} ${p.snapshots.length === 1 ? "snapshot" : "snapshots"} kept` + (p.last_error ? `; last error: ${p.last_error}` : "");
+  }
+  $("policy-pause").hidden = !p || p.paused;
+  $("policy-resume").hidden = !p || !p.paused;
+  $("policy-clear").hidden = !p;
+  $("policy-edit-title").textContent = p ? "Change the policy" : "Set a policy";
+  // The form starts from what the server has (or is empty).
+  $("policy-kind-cron").checked = !!(p && p.cron);
+  $("policy-kind-every").checked = !(p && p.cron);
+  $("policy-every").value = p && p.every_seconds ? `${p.every_seconds}s` : "";
+  $("policy-cron").value = (p && p.cron) || "";
+  $("policy-tz").value = (p && p.time_zone) || "";
+  for (const k of KEEPS) $("policy-keep-" + k).value = p && p.retention["keep_" + k] ? p.retention["keep_" + k] : "";
+  $("policy-max-age").value = p && p.retention.max_age_seconds ? `${p.retention.max_age_seconds}s` : "";
+  $("policy-prefix").value = p ? p.prefix : "";
+  $("policy-skip-unchanged").checked = !!(p && p.skip_unchanged);
+  $("policy-paused").checked = !!(p && p.paused);
+}
+
+async function savePolicy() {
+  const body = {};
+  const text = (id) => $(id).value.trim();
+  if ($("policy-kind-cron").checked) {
+    body.cron = text("policy-cron");
+    if (text("policy-tz")) body.time_zone = text("policy-tz");
+  } else {
+    body.every = text("policy-every");
+  }
+  for (const k of KEEPS) {
+    const v = text("policy-keep-" + k);
+    if (v) body["keep_" + k] = Number(v);
+  }
+  if (text("policy-max-age")) body.max_age = text("policy-max-age");
+  if (text("policy-prefix")) body.prefix = text("policy-prefix");
+  body.skip_unchanged = $("policy-skip-unchanged").checked;
+  body.paused = $("policy-paused").checked;
+  const { policy: p } = await api("PUT", `/datasets/${encodeURIComponent(state.dataset)}/policy`, body);
+  status(`policy of ${p.dataset}: ${p.schedule}, keeping ${retentionText(p.retention)}`);
+  $("policy-editor").open = false;
+  await loadPolicy();
+}
+
+async function pausePolicy(paused) {
+  await api("POST", `/datasets/${encodeURIComponent(state.dataset)}/policy/pause`, { paused });
+  status(`policy of ${state.dataset} ${paused ? "paused" : "resumed"}`);
+  await loadPolicy();
+}
+
+async function clearPolicy() {
+  const { removed } = await api("DELETE", `/datasets/${encodeURIComponent(state.dataset)}/policy`);
+  status(`policy of ${removed.dataset} removed; its ${removed.snapshots.length} snapshots stay`);
+  await loadPolicy();
+  await loadSnapshots();
+}
+
 async function takeSnapshot() {
   const name = $("snapshot-name").value.trim();
   const out = await api("POST", `/datasets/${encodeURIComponent(state.dataset)}/snapshots`, { name });
@@ -342,6 +465,13 @@ document.addEventListener("DOMContentLoaded", () => {
   $("restore-go").addEventListener("click", () => run(doRestore));
   $("restore-cancel").addEventListener("click", () => $("restore-dialog").close());
   $("delete-go").addEventListener("click", () => run(doDelete));
+  $("clone-go").addEventListener("click", () => run(doClone));
+  $("clone-cancel").addEventListener("click", () => $("clone-dialog").close());
+  $("quota-form").addEventListener("submit", (e) => { e.preventDefault(); run(setQuota); });
+  $("policy-form").addEventListener("submit", (e) => { e.preventDefault(); run(savePolicy); });
+  $("policy-pause").addEventListener("click", () => run(() => pausePolicy(true)));
+  $("policy-resume").addEventListener("click", () => run(() => pausePolicy(false)));
+  $("policy-clear").addEventListener("click", () => run(clearPolicy));
   $("delete-cancel").addEventListener("click", () => $("delete-dialog").close());
   start();
 });
