@@ -41,12 +41,13 @@ fi
 part "cargo test --release"
 cargo test --release
 
-part "the engine suite again, on a real S3 server (s3s on 127.0.0.1) instead of a local directory"
+part "the engine, CSI, dataset, snapshot, cluster and policy suites again, on a real S3 server (s3s on 127.0.0.1) instead of a local directory"
 SLATEFS_TEST_STORE=s3 cargo test --release --test nfs_engine
 SLATEFS_TEST_STORE=s3 cargo test --release --test csi
 SLATEFS_TEST_STORE=s3 cargo test --release --test datasets
 SLATEFS_TEST_STORE=s3 cargo test --release --test snapshot_contents --test clone_cost
 SLATEFS_TEST_STORE=s3 cargo test --release --test cluster
+SLATEFS_TEST_STORE=s3 cargo test --release --test policies --test cluster_policies
 
 part "kernel NFS client suite (qemu)"
 tests/vm/run.sh
