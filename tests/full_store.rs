@@ -142,38 +142,30 @@ async fn a_full_store_answers_nospc_and_applies_nothing_it_refused() {
     drop(server);
 }
 
-/// Every file under `dir` with its size (for a failure's message).
-fn big_files(dir: &Path) -> String {
-    let mut out = String::new();
+/// Every file under `dir` with its size.
+fn files_under(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else { continue };
         for e in entries.flatten() {
             match e.metadata() {
                 Ok(m) if m.is_dir() => stack.push(e.path()),
-                Ok(m) => out += &format!("{} {}\n", m.len(), e.path().display()),
-                _ => {}
-            }
-        }
-    }
-    out
-}
-
-/// Bytes under `dir`, every file counted.
-fn bytes_under(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
-        for e in entries.flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => stack.push(e.path()),
-                Ok(m) => total += m.len(),
+                Ok(m) => files.push((e.path(), m.len())),
                 Err(_) => {}
             }
         }
     }
-    total
+    files
+}
+
+fn bytes_under(dir: &Path) -> u64 {
+    files_under(dir).iter().map(|(_, len)| len).sum()
+}
+
+/// The files under `dir` and their sizes, a line each (for a failure's message).
+fn listing(dir: &Path) -> String {
+    files_under(dir).iter().map(|(p, len)| format!("{len} {}\n", p.display())).collect()
 }
 
 /// Deleting files gives their space back to the disk once compaction and collection have run
@@ -227,7 +219,7 @@ async fn deleted_files_give_their_space_back() {
         assert!(
             std::time::Instant::now() < deadline,
             "the store kept the removed files' bytes: {baseline} before, {full} full, {now} now\n{}\n{}",
-            big_files(&store),
+            listing(&store),
             server.logs()
         );
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;

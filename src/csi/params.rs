@@ -25,7 +25,8 @@ pub const VOLUME_KEYS: &[&str] = &["storeUrl", "durability", "endpoint", "region
 pub const MUTABLE_KEYS: &[&str] = &[crate::policy::params::PARAMETER];
 
 /// The PersistentVolumeClaim (and PersistentVolume) a CreateVolume is for, from the
-/// provisioner's metadata; `None` when it sent none (no `--extra-create-metadata`).
+/// provisioner's metadata; `None` when it sent none (no `--extra-create-metadata`) or only
+/// part of it.
 pub fn pvc_ref(params: &HashMap<String, String>) -> Option<crate::catalog::KubernetesRef> {
     kubernetes_ref(params, "pvc/namespace", "pvc/name", "pv/name")
 }
@@ -38,7 +39,8 @@ pub fn volumesnapshot_ref(params: &HashMap<String, String>) -> Option<crate::cat
 fn kubernetes_ref(params: &HashMap<String, String>, namespace: &str, name: &str, content: &str) -> Option<crate::catalog::KubernetesRef> {
     let get = |k: &str| params.get(&format!("{KUBERNETES_PREFIX}{k}")).cloned().unwrap_or_default();
     let r = crate::catalog::KubernetesRef { namespace: get(namespace), name: get(name), content: get(content) };
-    (!r.name.is_empty()).then_some(r)
+    // Both or nothing: a name without its namespace names nothing (the sidecars send both).
+    (!r.name.is_empty() && !r.namespace.is_empty()).then_some(r)
 }
 
 /// What the driver's configuration says, to check parameters against.
@@ -243,6 +245,7 @@ mod tests {
         let r = volumesnapshot_ref(&meta).unwrap();
         assert_eq!((r.namespace.as_str(), r.name.as_str(), r.content.as_str()), ("shop", "nightly", "snapcontent-1"));
         assert_eq!(pvc_ref(&meta), None);
+        assert_eq!(volumesnapshot_ref(&p(&[("csi.storage.k8s.io/volumesnapshot/name", "s")])), None, "a name without its namespace");
         assert_eq!(validate_snapshot_params(&p(&[("x", "1")])).unwrap_err().code(), tonic::Code::InvalidArgument);
     }
 }

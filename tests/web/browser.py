@@ -2,10 +2,11 @@
 chromedriver, against a real `slatefs serve` that tests/web.rs (`web_browser`) started and
 filled: reports/q1.txt and reports/draft.txt written before snapshot `monday`, then draft.txt
 rewritten and reports/q2.txt added; then a policy (prefix `hourly`) took snapshot
-$SLATEFS_WEB_POLICY_SNAPSHOT.
+$SLATEFS_WEB_POLICY_SNAPSHOT. The dataset is recorded as made for PVC shop/orders-db and
+monday for VolumeSnapshot shop/orders-monday.
 
-Logs in (a wrong token first), sees the datasets, sees on the timeline which snapshot the
-policy made, opens the snapshot, finds q1.txt and reads it, compares monday with live
+Logs in (a wrong token first), sees the datasets (with the PVC's name), sees on the timeline
+which snapshot the policy made and the VolumeSnapshot's name, opens the snapshot, finds q1.txt and reads it, compares monday with live
 (draft.txt changed, q2.txt added), restores draft.txt in place after confirming, takes
 snapshot ui-snap and deletes it, pauses the policy, sets the quota (a bad one first), clones
 monday (into a taken name first) and gives the clone a policy from the form. Screenshots go to
@@ -74,7 +75,7 @@ def main():
         row = visible('#datasets tr[data-dataset="root"]')
         wait.until(lambda _: "ok" in row.text)
         assert row.find_element(By.CSS_SELECTOR, ".snapshot-count").text == "2", row.text
-        assert row.find_element(By.CSS_SELECTOR, ".kubernetes").text == "-", row.text
+        assert row.find_element(By.CSS_SELECTOR, ".kubernetes").text == "shop/orders-db", row.text
         no_error()
         shot("datasets")
 
@@ -89,6 +90,11 @@ def main():
         assert "made by policy hourly" in policy_dot.get_attribute("title"), policy_dot.get_attribute("title")
         wait_text('#snapshots li[data-snapshot="%s"]' % BY_POLICY, "made by policy hourly")
         wait_text('#snapshots li[data-snapshot="monday"]', "made by hand")
+        # The names people know: the PVC of the dataset, the VolumeSnapshot on the timeline.
+        wait_text("#dataset-kubernetes", "PersistentVolumeClaim shop/orders-db (PersistentVolume pvc-0f3c)")
+        assert hand_dot.text == "shop/orders-monday", hand_dot.text
+        assert "VolumeSnapshot shop/orders-monday" in hand_dot.get_attribute("title"), hand_dot.get_attribute("title")
+        wait_text('#snapshots li[data-snapshot="monday"]', "VolumeSnapshot shop/orders-monday")
         wait_text("#policy-summary", "every 1h, keeping 24 last; active")
         d.find_element(By.CSS_SELECTOR, '#snapshots li[data-snapshot="monday"] .browse-snapshot').click()
         wait_text("#browse-version", "snapshot monday")

@@ -197,6 +197,19 @@ pub async fn browser_test() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 
+    // The names people know, recorded as the CSI controller records them (admin API).
+    {
+        use slatefs::admin::proto::{set_kubernetes_ref_request::Object, KubernetesRef, SetKubernetesRefRequest};
+        let addr = slatefs::admin::AdminAddr::parse(&c.server.admin).unwrap();
+        let mut admin = slatefs::admin::client::connect(&addr, None).await.unwrap();
+        for (object, name, content) in
+            [(Object::Dataset("root".into()), "orders-db", "pvc-0f3c"), (Object::Snapshot("monday".into()), "orders-monday", "snapcontent-9")]
+        {
+            let r#ref = Some(KubernetesRef { namespace: "shop".into(), name: name.into(), content: content.into() });
+            admin.set_kubernetes_ref(SetKubernetesRefRequest { object: Some(object), r#ref }).await.unwrap();
+        }
+    }
+
     let shots = target_dir().join("web-screenshots");
     std::fs::create_dir_all(&shots).unwrap();
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/web/browser.py");
