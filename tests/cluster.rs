@@ -147,6 +147,10 @@ async fn snapshots_while_a_node_writes(durability: &'static str) {
         for n in 0..acked {
             check_file(&mut s, 1, n).await;
         }
+        // Listed there too, though its dataset's `.snapshots` (the root's "..") is the owner's.
+        let root = s.root.clone();
+        let listed = s.readdir_all(&root).await.unwrap_or_else(|e| panic!("READDIRPLUS of a snapshot's root on a non-owner: {e:?}"));
+        assert!(listed.len() >= acked, "{} names listed, {acked} files acknowledged", listed.len());
     }
     assert_eq!(trio.fencing_lines(), Vec::<String>::new());
     assert_eq!(trio.owner_of("busy").as_deref(), Some("node-a"), "the writer stayed on the node");

@@ -106,8 +106,25 @@ impl<E: Exports> NfsAdapter<E> {
     async fn snapshot_dir_attr(&self, dataset: u64) -> Result<fattr3, nfsstat3> {
         let fs = self.fs(dataset).await?;
         let root = fs.getattr(ROOT_INO).await.map_err(|e| self.status("getattr", e))?;
+        self.snapshot_dir_attr_from(dataset, &root).await
+    }
+
+    async fn snapshot_dir_attr_from(&self, dataset: u64, root: &crate::fs::Inode) -> Result<fattr3, nfsstat3> {
         let count = self.exports.snapshots_of(dataset).await.map_err(export_status)?.len();
-        Ok(attrs::snapshot_dir_attr(&root, handle::fileid(dataset, RESERVED_INO), dataset, count as u32))
+        Ok(attrs::snapshot_dir_attr(root, handle::fileid(dataset, RESERVED_INO), dataset, count as u32))
+    }
+
+    /// The attributes of `dataset`'s `.snapshots` as a snapshot's listing shows them (its
+    /// root's ".."). A dataset another server owns is not open here, and a snapshot is served
+    /// without its owner: the snapshot's own root stands in for the dataset's root then.
+    async fn snapshot_dir_attr_seen_from(&self, dataset: u64, snapshot: &Filesystem) -> Result<fattr3, nfsstat3> {
+        let root = match self.exports.filesystem(dataset).await {
+            Ok(fs) => fs.getattr(ROOT_INO).await,
+            Err(ExportError::Unavailable(_)) => snapshot.getattr(ROOT_INO).await,
+            Err(e) => return Err(export_status(e)),
+        };
+        let root = root.map_err(|e| self.status("getattr", e))?;
+        self.snapshot_dir_attr_from(dataset, &root).await
     }
 
     /// Whether `dataset` still exists, so that its `.snapshots` can be named (a snapshot
@@ -434,7 +451,7 @@ impl<E: Exports> NFSFileSystem for NfsAdapter<E> {
                 // As LOOKUP answers it: a snapshot's root lives in `.snapshots` while its
                 // dataset exists.
                 if self.has_snapshot_dir(dataset).await? {
-                    let attr = self.snapshot_dir_attr(dataset).await?;
+                    let attr = self.snapshot_dir_attr_seen_from(dataset, &fs).await?;
                     entries.push(NfsDirEntry { fileid: handle::fileid(dataset, RESERVED_INO), name: row.name.into(), attr, cookie: row.cookie });
                     continue;
                 }
