@@ -212,16 +212,19 @@ pub async fn run(args: ServeArgs) -> Result<()> {
     shutdown.cancel();
     if let Some(task) = policies {
         let _ = task.await;
+        tracing::debug!("shutting down: snapshot policies stopped");
     }
     if let Ok(Err(e)) = admin_task.await {
         tracing::warn!("admin API: {e:#}");
     }
+    tracing::debug!("shutting down: admin API stopped");
     if let Some(Ok(Err(e))) = match web_task {
         Some(t) => Some(t.await),
         None => None,
     } {
         tracing::warn!("web console: {e:#}");
     }
+    tracing::debug!("shutting down: closing the datasets and the catalog");
     registry.shutdown().await;
     let requests = store.request_stats();
     tracing::info!("object store requests this run: {requests}");

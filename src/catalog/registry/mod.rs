@@ -297,6 +297,7 @@ impl Registry {
         let ids: Vec<u64> = self.open.lock().unwrap().keys().copied().collect();
         for id in ids {
             self.evict(id).await;
+            tracing::debug!("shutting down: closed {id}");
         }
         if let Err(e) = self.db.close().await {
             tracing::warn!("closing the catalog: {e:#}");
