@@ -42,6 +42,9 @@ use crate::config::{Config, DurabilityMode, StorageConfig};
 use crate::fs::{Filesystem, FsOptions, Health, Usage, DEFAULT_CHUNK_SIZE};
 use crate::store::{dataset_settings_with, Store};
 
+/// How long a shutdown waits for the catalog's database to close.
+const CATALOG_CLOSE_WAIT: Duration = Duration::from_secs(10);
+
 /// What to do with a cached dataset writer that another process has fenced.
 #[derive(Debug, Clone, Copy)]
 enum Reacquire {
@@ -299,8 +302,17 @@ impl Registry {
             self.evict(id).await;
             tracing::debug!("shutting down: closed {id}");
         }
-        if let Err(e) = self.db.close().await {
-            tracing::warn!("closing the catalog: {e:#}");
+        // Every catalog write was durable when it returned, so what a close may still wait for
+        // is background work: a compaction the catalog's worker has not picked up yet waits for
+        // its next poll (`[maintenance] catalog_poll_ms`, 5 min), and SlateDB's close waits
+        // with it. The next start takes that compaction up again.
+        match tokio::time::timeout(CATALOG_CLOSE_WAIT, self.db.close()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("closing the catalog: {e:#}"),
+            Err(_) => tracing::warn!(
+                "the catalog did not close within {} s (background compaction); every change to it is durable, stopping anyway",
+                CATALOG_CLOSE_WAIT.as_secs()
+            ),
         }
     }
 

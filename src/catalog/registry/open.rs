@@ -163,6 +163,7 @@ impl Registry {
     /// Closes an open dataset or snapshot (callers still holding it get errors from then on).
     pub(super) async fn evict(&self, id: u64) {
         let Some(slot) = self.open.lock().unwrap().get(&id).cloned() else { return };
+        tracing::debug!("closing {id}");
         let mut guard = slot.lock().await;
         if let Some(fs) = guard.take().await {
             if let Err(e) = fs.close().await {
