@@ -152,3 +152,33 @@ fn policy_msg(registry: &Registry, info: &PolicyInfo) -> proto::Policy {
         snapshots: names,
     }
 }
+
+/// A policy as `-o json` and the web API show it (one shape for both).
+pub fn policy_json(p: &proto::Policy) -> serde_json::Value {
+    let r = p.retention.unwrap_or_default();
+    let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    serde_json::json!({
+        "dataset": p.dataset,
+        "prefix": p.prefix,
+        "schedule": p.schedule,
+        "every_seconds": (p.every_seconds > 0).then_some(p.every_seconds),
+        "cron": nonempty(&p.cron),
+        "time_zone": nonempty(&p.time_zone),
+        "retention": {
+            "keep_last": r.keep_last,
+            "keep_hourly": r.keep_hourly,
+            "keep_daily": r.keep_daily,
+            "keep_weekly": r.keep_weekly,
+            "keep_monthly": r.keep_monthly,
+            "keep_yearly": r.keep_yearly,
+            "max_age_seconds": r.max_age_seconds,
+        },
+        "paused": p.paused,
+        "skip_unchanged": p.skip_unchanged,
+        "last_run_unix_ms": p.last_run_unix_ms,
+        "next_run_unix_ms": p.next_run_unix_ms,
+        "last_error": nonempty(&p.last_error),
+        "last_error_unix_ms": p.last_error_unix_ms,
+        "snapshots": p.snapshots,
+    })
+}

@@ -3,11 +3,11 @@
 //! is accepted, before anything is sent.
 
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::dataset::{table, time_text, Rendered};
 use crate::admin::client::AdminClient;
-use crate::admin::policies::{request_of, retention_record};
+use crate::admin::policies::{policy_json, request_of, retention_record};
 use crate::admin::proto;
 use crate::policy::spec::{self, Schedule};
 use crate::policy::PolicyText;
@@ -161,33 +161,6 @@ fn opt_time(ms: Option<i64>) -> String {
     ms.map(time_text).unwrap_or_else(|| "-".into())
 }
 
-fn policy_json(p: &proto::Policy) -> Value {
-    let r = p.retention.unwrap_or_default();
-    json!({
-        "dataset": p.dataset,
-        "prefix": p.prefix,
-        "schedule": p.schedule,
-        "every_seconds": (p.every_seconds > 0).then_some(p.every_seconds),
-        "cron": Some(&p.cron).filter(|c| !c.is_empty()),
-        "time_zone": Some(&p.time_zone).filter(|c| !c.is_empty()),
-        "retention": {
-            "keep_last": r.keep_last,
-            "keep_hourly": r.keep_hourly,
-            "keep_daily": r.keep_daily,
-            "keep_weekly": r.keep_weekly,
-            "keep_monthly": r.keep_monthly,
-            "keep_yearly": r.keep_yearly,
-            "max_age_seconds": r.max_age_seconds,
-        },
-        "paused": p.paused,
-        "skip_unchanged": p.skip_unchanged,
-        "last_run_unix_ms": p.last_run_unix_ms,
-        "next_run_unix_ms": p.next_run_unix_ms,
-        "last_error": Some(&p.last_error).filter(|e| !e.is_empty()),
-        "last_error_unix_ms": p.last_error_unix_ms,
-        "snapshots": p.snapshots,
-    })
-}
 
 fn policies_table(ps: &[proto::Policy]) -> String {
     let rows: Vec<Vec<String>> = ps

@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 
 use super::error::ApiResult;
 use super::{parse_body, AppState};
-use crate::admin::{policies, proto};
+use crate::admin::policies::{self, policy_json};
+use crate::admin::proto;
 use crate::catalog::Registry;
 use crate::policy::PolicyText;
 
@@ -95,34 +96,6 @@ pub async fn clear(State(web): State<AppState>, Path(name): Path<String>) -> Api
     Ok(Json(json!({ "removed": policy_json(&p) })))
 }
 
-fn policy_json(p: &proto::Policy) -> Value {
-    let r = p.retention.unwrap_or_default();
-    let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
-    json!({
-        "dataset": p.dataset,
-        "prefix": p.prefix,
-        "schedule": p.schedule,
-        "every_seconds": (p.every_seconds > 0).then_some(p.every_seconds),
-        "cron": nonempty(&p.cron),
-        "time_zone": nonempty(&p.time_zone),
-        "retention": {
-            "keep_last": r.keep_last,
-            "keep_hourly": r.keep_hourly,
-            "keep_daily": r.keep_daily,
-            "keep_weekly": r.keep_weekly,
-            "keep_monthly": r.keep_monthly,
-            "keep_yearly": r.keep_yearly,
-            "max_age_seconds": r.max_age_seconds,
-        },
-        "paused": p.paused,
-        "skip_unchanged": p.skip_unchanged,
-        "last_run_unix_ms": p.last_run_unix_ms,
-        "next_run_unix_ms": p.next_run_unix_ms,
-        "last_error": nonempty(&p.last_error),
-        "last_error_unix_ms": p.last_error_unix_ms,
-        "snapshots": p.snapshots,
-    })
-}
 
 /// Which policy made a snapshot: its id → (the policy's prefix, the schedule slot it was
 /// taken for). A policy's record lists the snapshots it made and has not pruned, written in
