@@ -85,6 +85,11 @@ pub struct MaintenanceConfig {
     /// How often the catalog's writer and compactor look at the store while nothing changes
     /// (its collection runs every 10 of these, keeping objects 5 of these).
     pub catalog_poll_ms: u64,
+    /// A dataset whose tables stayed the same this long (no flush, no compaction) while two or
+    /// more of them exist has them merged into one, which is what lets removed data leave the
+    /// store (docs/data-path.md, "Collection and space"). 0: never. Keep it below
+    /// `idle_close_ms`: a closed dataset's compactor does not run.
+    pub collect_quiet_ms: u64,
 }
 
 impl Default for MaintenanceConfig {
@@ -95,6 +100,7 @@ impl Default for MaintenanceConfig {
             compaction_poll_ms: 5_000,
             idle_close_ms: 60_000,
             catalog_poll_ms: 300_000,
+            collect_quiet_ms: 10_000,
         }
     }
 }

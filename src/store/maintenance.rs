@@ -14,6 +14,7 @@ use slatedb::config::{
     GarbageCollectorOptions, GarbageCollectorScheduleOptions, Settings,
 };
 
+use super::collect_scheduler;
 use crate::config::MaintenanceConfig;
 
 /// Collection runs on the catalog every this many catalog polls...
@@ -27,7 +28,13 @@ const CATALOG_GC_MIN_AGE_POLLS: u32 = 5;
 pub fn apply_dataset(settings: &mut Settings, cfg: &MaintenanceConfig) {
     let poll = Duration::from_millis(cfg.compaction_poll_ms);
     let min_age = Duration::from_millis(cfg.gc_min_age_ms);
-    settings.compactor_options = Some(compactor(poll, min_age));
+    let mut compactor = compactor(poll, min_age);
+    // A tree whose sources stayed the same this long is merged whole, so that removed data
+    // leaves the store (collect_scheduler.rs); the catalog has no such key.
+    compactor
+        .scheduler_options
+        .insert(collect_scheduler::QUIET_KEY.to_string(), cfg.collect_quiet_ms.to_string());
+    settings.compactor_options = Some(compactor);
     settings.garbage_collector_options =
         Some(collector(Duration::from_millis(cfg.gc_interval_ms), min_age));
 }

@@ -9,6 +9,7 @@
 pub mod accounting;
 pub mod cache;
 pub mod cloud;
+pub mod collect_scheduler;
 pub mod faults;
 pub mod health;
 pub mod local_conditional;
@@ -214,8 +215,18 @@ impl Store {
         if let (Some(c), None) = (&self.cache, &settings.object_store_cache_options.root_folder) {
             settings.object_store_cache_options = c.options();
         }
-        Db::builder(path.clone(), self.object_store.clone())
-            .with_settings(settings)
+        // The compactor gets slatefs's scheduler (size-tiered, and a full merge of a quiet
+        // tree: collect_scheduler.rs) with the options `settings` has for it.
+        let compactor = settings.compactor_options.take().map(|opts| {
+            slatedb::CompactorBuilder::new(path.clone(), self.object_store.clone())
+                .with_options(opts)
+                .with_scheduler_supplier(Arc::new(collect_scheduler::CollectSchedulerSupplier))
+        });
+        let mut builder = Db::builder(path.clone(), self.object_store.clone()).with_settings(settings);
+        if let Some(compactor) = compactor {
+            builder = builder.with_compactor_builder(compactor);
+        }
+        builder
             .with_metrics_recorder(self.metrics.clone())
             .with_db_cache(self.memory_cache.cache(), memory_cache::MemoryCache::scope(path))
             .build()

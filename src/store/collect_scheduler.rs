@@ -1,0 +1,213 @@
+//! A dataset's compaction scheduler: SlateDB's size-tiered scheduler, and a full merge of a
+//! tree once it has been quiet, so that removed data leaves the store (issue 17;
+//! docs/data-path.md, "Collection and space").
+//!
+//! Size-tiered compaction merges L0 tables only once `min_compaction_sources` (4) of them
+//! wait, and sorted runs only once four of similar size exist. Tombstones merge with the data
+//! they delete only in a compaction that holds both, and are dropped only when its
+//! destination is the oldest run, so a dataset whose last writes left two or three L0 tables
+//! (the data, then the orphan purge's flush of the tombstones) keeps every removed byte for
+//! as long as nothing else is written, whatever the collector does. This scheduler proposes
+//! what size-tiered proposes; when that is nothing, and a tree has kept the same two or more
+//! sources (L0 tables and sorted runs) for `quiet`, it merges all of them into the oldest run
+//! (a fresh run when there are only L0 tables), which drops the tombstones and what they
+//! shadow. The collector then deletes the inputs once they are `gc_min_age_ms` old.
+//!
+//! It cannot loop: a tree of one source proposes nothing, and a set of sources already
+//! proposed once is not proposed again (a merge that failed waits for the tree to change). A
+//! quiet dataset is not rewritten again and again: after its merge it has one source until
+//! something new is flushed. What it costs is one rewrite of the tree's live data per quiet
+//! period that follows a change.
+//!
+//! The quiet period travels in `CompactorOptions::scheduler_options` under [`QUIET_KEY`] (set
+//! for datasets by `maintenance::apply_dataset`), so that `Store::open_db` needs no argument
+//! for it; without the key (the catalog) this is size-tiered alone.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use slatedb::bytes::Bytes;
+use slatedb::compactor::{
+    CompactionRequest, CompactionScheduler, CompactionSchedulerSupplier, CompactionSpec,
+    CompactorStateView, SizeTieredCompactionSchedulerSupplier, SourceId,
+};
+use slatedb::config::CompactorOptions;
+use slatedb::manifest::{SortedRun, SsTableView};
+
+/// `scheduler_options` key of the quiet period, in milliseconds; absent or 0: no full merge.
+pub const QUIET_KEY: &str = "slatefs.collect_quiet_ms";
+
+/// Supplies [`CollectScheduler`] to the compactor `Store::open_db` builds.
+#[derive(Default)]
+pub struct CollectSchedulerSupplier;
+
+impl CompactionSchedulerSupplier for CollectSchedulerSupplier {
+    fn compaction_scheduler(
+        &self,
+        options: &CompactorOptions,
+    ) -> Box<dyn CompactionScheduler + Send + Sync> {
+        // Size-tiered warns about keys it does not know: it gets the options without ours.
+        let mut inner_options = options.clone();
+        let quiet = inner_options
+            .scheduler_options
+            .remove(QUIET_KEY)
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|&ms| ms > 0)
+            .map(Duration::from_millis);
+        let inner = SizeTieredCompactionSchedulerSupplier::new().compaction_scheduler(&inner_options);
+        match quiet {
+            Some(quiet) => Box::new(CollectScheduler::new(inner, quiet)),
+            None => inner,
+        }
+    }
+}
+
+/// What the scheduler remembers of one tree between polls.
+struct Watch {
+    /// The tree's sources at the last poll, newest first.
+    sources: Vec<SourceId>,
+    /// When they last changed (or were first seen).
+    since: Instant,
+    /// The sources of the last full merge proposed for this tree.
+    proposed: Option<Vec<SourceId>>,
+}
+
+/// Size-tiered compaction, and a full merge of a tree quiet for `quiet` (see the module).
+pub struct CollectScheduler {
+    inner: Box<dyn CompactionScheduler + Send + Sync>,
+    quiet: Duration,
+    /// By segment prefix (the root tree's is empty).
+    watches: Mutex<HashMap<Bytes, Watch>>,
+}
+
+/// One tree of the manifest, as the public API shows it.
+struct Tree<'a> {
+    prefix: Bytes,
+    l0: Vec<&'a SsTableView>,
+    runs: &'a [SortedRun],
+}
+
+impl Tree<'_> {
+    /// Every source, in the order SlateDB's validation wants: L0 newest to oldest, then the
+    /// sorted runs from the highest id (newest) to the lowest.
+    fn sources(&self) -> Vec<SourceId> {
+        self.l0
+            .iter()
+            .map(|v| SourceId::SstView(v.id))
+            .chain(self.runs.iter().map(|r| SourceId::SortedRun(r.id)))
+            .collect()
+    }
+
+    fn bytes(&self) -> u64 {
+        self.l0.iter().map(|v| v.estimate_size()).sum::<u64>()
+            + self.runs.iter().map(|r| r.estimate_size()).sum::<u64>()
+    }
+}
+
+fn trees(state: &CompactorStateView) -> Vec<Tree<'_>> {
+    let m = state.manifest();
+    let mut trees = vec![Tree { prefix: Bytes::new(), l0: m.l0().iter().collect(), runs: m.compacted() }];
+    for s in m.segments() {
+        trees.push(Tree { prefix: s.prefix().clone(), l0: s.l0().iter().collect(), runs: s.compacted() });
+    }
+    trees
+}
+
+impl CollectScheduler {
+    pub fn new(inner: Box<dyn CompactionScheduler + Send + Sync>, quiet: Duration) -> Self {
+        CollectScheduler { inner, quiet, watches: Mutex::new(HashMap::new()) }
+    }
+
+    /// The full merges due at `now`, after noting each tree's sources.
+    fn full_merges(&self, state: &CompactorStateView, now: Instant, propose: bool) -> Vec<CompactionSpec> {
+        let trees = trees(state);
+        let active: Vec<&CompactionSpec> = state
+            .compactions()
+            .into_iter()
+            .flat_map(|c| c.recent_compactions())
+            .filter(|c| c.active())
+            .map(|c| c.spec())
+            .collect();
+        // Sorted-run ids are unique across trees and in-flight destinations reserve theirs,
+        // as size-tiered's own fresh ids do.
+        let mut next_fresh = trees
+            .iter()
+            .flat_map(|t| t.runs.iter().map(|r| r.id))
+            .chain(active.iter().filter_map(|s| s.destination()))
+            .max()
+            .map_or(0, |id| id.saturating_add(1));
+        let mut watches = self.watches.lock().unwrap_or_else(|e| e.into_inner());
+        watches.retain(|prefix, _| trees.iter().any(|t| &t.prefix == prefix));
+        let mut specs = Vec::new();
+        for tree in &trees {
+            let sources = tree.sources();
+            let watch = watches
+                .entry(tree.prefix.clone())
+                .or_insert_with(|| Watch { sources: sources.clone(), since: now, proposed: None });
+            if watch.sources != sources {
+                watch.sources = sources.clone();
+                watch.since = now;
+            }
+            if !propose
+                || sources.len() < 2
+                || now.duration_since(watch.since) < self.quiet
+                || watch.proposed.as_ref() == Some(&sources)
+                // A compaction in flight in this tree holds some of its sources (and SlateDB
+                // runs one L0 compaction per tree at a time).
+                || active.iter().any(|s| s.segment() == &tree.prefix)
+            {
+                continue;
+            }
+            // The oldest run is the lowest id, the last in the manifest's order: merging into
+            // it makes the destination the tree's last run, where tombstones are dropped.
+            let destination = match tree.runs.last() {
+                Some(oldest) => oldest.id,
+                None => {
+                    let id = next_fresh;
+                    next_fresh = next_fresh.saturating_add(1);
+                    id
+                }
+            };
+            tracing::info!(
+                "compaction: merging the {} sources ({} L0, {} sorted runs, {} bytes) of a tree quiet for {} ms, to collect what they delete",
+                sources.len(),
+                tree.l0.len(),
+                tree.runs.len(),
+                tree.bytes(),
+                now.duration_since(watch.since).as_millis()
+            );
+            watch.proposed = Some(sources.clone());
+            specs.push(CompactionSpec::for_segment(tree.prefix.clone(), sources, destination));
+        }
+        specs
+    }
+}
+
+impl CompactionScheduler for CollectScheduler {
+    fn propose(&self, state: &CompactorStateView) -> Vec<CompactionSpec> {
+        let tiered = self.inner.propose(state);
+        // While size-tiered has work the tree is changing; the quiet clock still notes it.
+        let propose = tiered.is_empty();
+        let full = self.full_merges(state, Instant::now(), propose);
+        if propose {
+            full
+        } else {
+            tiered
+        }
+    }
+
+    fn validate(&self, state: &CompactorStateView, spec: &CompactionSpec) -> Result<(), slatedb::Error> {
+        // A full merge is a consecutive series ending in the oldest run, merged into it:
+        // what size-tiered's own validation accepts.
+        self.inner.validate(state, spec)
+    }
+
+    fn generate(
+        &self,
+        state: &CompactorStateView,
+        request: &CompactionRequest,
+    ) -> Result<Vec<CompactionSpec>, slatedb::Error> {
+        self.inner.generate(state, request)
+    }
+}
