@@ -138,7 +138,7 @@ impl CollectScheduler {
             .max()
             .map_or(0, |id| id.saturating_add(1));
         let mut watches = self.watches.lock().unwrap_or_else(|e| e.into_inner());
-        watches.retain(|prefix, _| trees.iter().any(|t| &t.prefix == prefix));
+        watches.retain(|prefix, _| trees.iter().any(|t| t.prefix == *prefix));
         let mut specs = Vec::new();
         for tree in &trees {
             let sources = tree.sources();
