@@ -9,6 +9,7 @@ use super::changes::Changes;
 use super::codec::{self, Inode, Kind, Time};
 use super::error::{FsError, FsResult};
 use super::perm::{self, Caller, READ, WRITE};
+use super::readahead;
 use super::{Delta, Filesystem, MAX_FILE_SIZE, MAX_IO_SIZE};
 
 impl Filesystem {
@@ -46,7 +47,30 @@ impl Filesystem {
                     .copy_from_slice(&value[(lo - chunk_start) as usize..(hi - chunk_start) as usize]);
             }
         }
+        self.read_ahead(ino, offset, end, inode.size);
         Ok((out, end >= inode.size))
+    }
+
+    /// Starts fetching the chunks after a sequential stream's READ into the block cache.
+    fn read_ahead(&self, ino: u64, offset: u64, end: u64, size: u64) {
+        let Some(range) = self.readahead.after_read(ino, offset, end, size) else { return };
+        let Some(permit) = self.readahead.try_start() else { return };
+        let backend = self.backend.clone();
+        let cs = self.chunk_size;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut at = range.start;
+            while at < range.end {
+                let to = (at + readahead::FETCH_PIECE).min(range.end);
+                let (first, last) = (at / cs, to.div_ceil(cs));
+                let keys = codec::chunk_key(ino, first).to_vec()..codec::chunk_key(ino, last).to_vec();
+                // Only the cache is wanted: a failed fetch leaves the READ to fetch it.
+                if backend.scan_data(keys, (last - first) as usize, (to - at) as usize).await.is_err() {
+                    return;
+                }
+                at = to;
+            }
+        });
     }
 
     /// Writes `data` at `offset`, extending the file (sparsely) when it ends past EOF.
@@ -157,9 +181,10 @@ impl Filesystem {
         }
         let rows = self
             .backend
-            .scan(
+            .scan_data(
                 codec::chunk_key(ino, first).to_vec()..codec::chunk_key(ino, end).to_vec(),
                 (end - first) as usize,
+                ((end - first) * self.chunk_size) as usize,
             )
             .await?;
         Ok(rows.into_iter().map(|(k, v)| (codec::chunk_index_of(&k), v)).collect())

@@ -16,6 +16,7 @@ pub mod error;
 mod ino_alloc;
 mod inode_cache;
 mod namespace;
+mod readahead;
 pub mod perm;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -96,6 +97,7 @@ pub struct Filesystem {
     /// File data written since this process last flushed the memtable (an over-estimate of
     /// what a memtable flush writes, up to SlateDB's 64 MiB memtable).
     memtable_estimate: AtomicU64,
+    readahead: readahead::ReadAhead,
 }
 
 /// What a batch changes in the dataset's usage figures.
@@ -129,7 +131,7 @@ impl Filesystem {
             Some(v) => Superblock::decode(&v)?,
             None => return Err(FsError::Io("snapshot holds no filesystem".into())),
         };
-        Ok(Arc::new(Filesystem::build(Backend::Snapshot(reader), DurabilityMode::Sync, sb)))
+        Ok(Arc::new(Filesystem::build(Backend::Snapshot(Arc::new(reader)), DurabilityMode::Sync, sb)))
     }
 
     fn build(backend: Backend, mode: DurabilityMode, sb: Superblock) -> Filesystem {
@@ -144,6 +146,7 @@ impl Filesystem {
             quota: AtomicU64::new(0),
             purge_wake: Arc::new(Notify::new()),
             memtable_estimate: AtomicU64::new(0),
+            readahead: readahead::ReadAhead::default(),
             closed: AtomicBool::new(false),
             ino_usable: AtomicU64::new(0),
             ino_reserving: Mutex::new(()),
