@@ -48,6 +48,8 @@ SLATEFS_TEST_STORE=s3 cargo test --release --test datasets
 SLATEFS_TEST_STORE=s3 cargo test --release --test snapshot_contents --test clone_cost
 # Removed data leaving the store (quiet-tree merge) as S3 lists it: about 20 s.
 SLATEFS_TEST_STORE=s3 cargo test --release --test collection_snapshots
+# Blocks stored compressed on S3 too, and readable across a codec switch: a few seconds.
+SLATEFS_TEST_STORE=s3 cargo test --release --test compression
 SLATEFS_TEST_STORE=s3 cargo test --release --test cluster
 SLATEFS_TEST_STORE=s3 cargo test --release --test policies --test cluster_policies
 

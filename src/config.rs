@@ -245,6 +245,30 @@ pub struct StorageConfig {
     /// NFS3ERR_NOSPC (removes go on until a quarter of it is left); bytes or with a unit.
     /// Default 256MiB, at most a tenth of the disk. See `store::space`.
     pub space_reserve: Option<String>,
+    /// How SST blocks (file data, metadata and the WAL) are compressed in the store: `lz4`
+    /// (default), `zstd`, `snappy` or `none`. Each block records its codec, so a store written
+    /// with one setting stays readable with any other; a change applies to what is written
+    /// (and compacted) from then on.
+    pub compression: Option<String>,
+}
+
+/// The codecs `[storage] compression` accepts, in the order `--help` and errors list them.
+pub const COMPRESSION_CHOICES: &str = "lz4, zstd, snappy, none";
+
+impl StorageConfig {
+    /// `[storage] compression` as SlateDB's codec (`None`: stored uncompressed).
+    pub fn compression_codec(&self) -> Result<Option<slatedb::config::CompressionCodec>> {
+        use slatedb::config::CompressionCodec;
+        match self.compression.as_deref().unwrap_or("lz4").trim().to_ascii_lowercase().as_str() {
+            "lz4" => Ok(Some(CompressionCodec::Lz4)),
+            "zstd" => Ok(Some(CompressionCodec::Zstd)),
+            "snappy" => Ok(Some(CompressionCodec::Snappy)),
+            "none" => Ok(None),
+            other => anyhow::bail!(
+                "[storage] compression = {other:?} is not a codec slatefs offers; use one of {COMPRESSION_CHOICES}"
+            ),
+        }
+    }
 }
 
 /// Default `[storage] memory_cache_size`: the SST cache shared by every dataset of a process.
@@ -293,6 +317,7 @@ impl Default for StorageConfig {
             unavailable_after_ms: None,
             io_error_after_ms: None,
             space_reserve: None,
+            compression: None,
         }
     }
 }
@@ -434,6 +459,7 @@ impl Config {
         }
         self.web.validate()?;
         self.maintenance.validate()?;
+        self.storage.compression_codec()?;
         Ok(())
     }
 }

@@ -64,6 +64,9 @@ pub struct Store {
     cache: Option<cache::ReadCache>,
     /// The in-memory SST cache shared by every database opened from this store.
     memory_cache: memory_cache::MemoryCache,
+    /// `[storage] compression`: every database opened from this store writes (and compacts)
+    /// its blocks with it.
+    compression: Option<slatedb::config::CompressionCodec>,
 }
 
 impl Store {
@@ -74,11 +77,13 @@ impl Store {
     /// Also installs the process's limits of waits for an unreachable store
     /// ([`wait::install`], from `[storage] unavailable_after_ms` and `io_error_after_ms`).
     pub fn open(cfg: &StorageConfig) -> Result<Store> {
+        let compression = cfg.compression_codec()?;
         let resolved = url::resolve(cfg)?;
         wait::install(wait::WaitLimits::from_config(cfg));
         let mut store =
             Store::from_parts(resolved.object_store, resolved.root, resolved.local_dir, &cfg.url);
         store.memory_cache = memory_cache::MemoryCache::new(cfg.memory_cache_size_bytes()?);
+        store.compression = compression;
         space::install(store.local_dir.as_deref(), cfg.space_reserve_bytes()?);
         if let (Some(dir), None) = (&cfg.cache_dir, &store.local_dir) {
             let c = cache::ReadCache::new(dir, &cfg.url, cfg.endpoint.as_deref(), cfg.cache_size_bytes()?);
@@ -137,7 +142,13 @@ impl Store {
             faults: None,
             cache: None,
             memory_cache: memory_cache::MemoryCache::new(crate::config::DEFAULT_MEMORY_CACHE_BYTES),
+            compression: Some(slatedb::config::CompressionCodec::Lz4),
         }
+    }
+
+    /// The codec `[storage] compression` names (`None`: uncompressed).
+    pub fn compression(&self) -> Option<slatedb::config::CompressionCodec> {
+        self.compression
     }
 
     /// The read cache databases opened from this store use, if any.
@@ -214,6 +225,12 @@ impl Store {
     pub async fn open_db(&self, path: &Path, mut settings: Settings) -> Result<Db> {
         if let (Some(c), None) = (&self.cache, &settings.object_store_cache_options.root_folder) {
             settings.object_store_cache_options = c.options();
+        }
+        // The writer, its WAL and the compactor must write with one codec (SlateDB 0.18 takes
+        // it twice); every block records its own, so what was written before still reads.
+        settings.compression_codec = self.compression;
+        if let Some(worker) = settings.compactor_options.as_mut().and_then(|c| c.worker.as_mut()) {
+            worker.compression_codec = self.compression;
         }
         // The compactor gets slatefs's scheduler (size-tiered, and a full merge of a quiet
         // tree: collect_scheduler.rs) with the options `settings` has for it.
