@@ -14,6 +14,8 @@ mod server;
 
 #[path = "metrics/csi_names.rs"]
 mod csi_names;
+#[path = "metrics/compression_ratio.rs"]
+mod compression_ratio;
 #[path = "metrics/serve_page.rs"]
 mod serve_page;
 

@@ -358,6 +358,12 @@ fn dataset_msg(d: DatasetInfo) -> proto::Dataset {
         clone_count: d.clone_count,
         health: d.health.as_ref().map(health_msg),
         owner: d.owner.unwrap_or_default(),
+        tables: d.tables.map(|t| proto::TableSizes {
+            tables: t.tables,
+            stored_bytes: t.stored_bytes,
+            raw_bytes: t.raw_bytes,
+            stored_with_stats: t.stored_with_stats,
+        }),
         kubernetes: d.kubernetes.map(kubernetes_msg),
     }
 }

@@ -297,6 +297,10 @@ fn dataset_json(d: &proto::Dataset) -> Value {
         "snapshot_count": d.snapshot_count,
         "clone_count": d.clone_count,
         "owner": (!d.owner.is_empty()).then_some(&d.owner),
+        "tables": d.tables.as_ref().map(|t| json!({
+            "count": t.tables, "stored_bytes": t.stored_bytes, "raw_bytes": t.raw_bytes,
+            "stored_with_stats": t.stored_with_stats, "compression_ratio": compression_ratio(t),
+        })),
         "kubernetes": d.kubernetes.as_ref().map(|k| json!({
             "namespace": k.namespace, "persistentvolumeclaim": k.name, "persistentvolume": k.content,
         })),
@@ -372,6 +376,19 @@ fn snapshots_table(ss: &[proto::Snapshot]) -> Rendered {
     }
 }
 
+/// Raw bytes per stored byte of the tables whose stats are known, to two places.
+fn compression_ratio(t: &proto::TableSizes) -> Option<f64> {
+    (t.stored_with_stats > 0).then(|| (t.raw_bytes as f64 / t.stored_with_stats as f64 * 100.0).round() / 100.0)
+}
+
+fn tables_text(t: &proto::TableSizes) -> String {
+    let tables = if t.tables == 1 { "1 table".to_string() } else { format!("{} tables", t.tables) };
+    match compression_ratio(t) {
+        Some(r) => format!("{} in {tables}, {r:.2}x compressed ({} raw)", human(t.stored_bytes), human(t.raw_bytes)),
+        None => format!("{} in {tables}", human(t.stored_bytes)),
+    }
+}
+
 fn dataset_details(d: &proto::Dataset) -> String {
     let mut s = String::new();
     let mut line = |k: &str, v: String| s.push_str(&format!("{k:<10} {v}\n"));
@@ -380,6 +397,7 @@ fn dataset_details(d: &proto::Dataset) -> String {
     line("default:", if d.is_default { "yes".into() } else { "no".into() });
     line("quota:", d.quota_bytes.map(|q| format!("{} ({q} bytes)", human(q))).unwrap_or_else(|| "none".into()));
     line("used:", d.used_bytes.map(|u| format!("{} ({u} bytes)", human(u))).unwrap_or_else(|| "-".into()));
+    line("stored:", d.tables.as_ref().map(tables_text).unwrap_or_else(|| "-".into()));
     line("inodes:", d.used_inodes.map(|u| u.to_string()).unwrap_or_else(|| "-".into()));
     line("origin:", origin_text(d));
     line("snapshots:", d.snapshot_count.to_string());

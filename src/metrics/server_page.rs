@@ -135,6 +135,24 @@ impl ServerPage {
         )?;
         families::gauges(
             e,
+            "slatefs_dataset_sst_stored_bytes",
+            "Bytes of the dataset's sorted tables in the store, compressed (datasets this server has open; WAL objects and tables only snapshots hold are not counted).",
+            with().filter_map(|(l, d)| Some((l, d.tables?.stored_bytes as i64))),
+        )?;
+        families::gauges(
+            e,
+            "slatefs_dataset_sst_raw_bytes",
+            "Keys and values of the dataset's sorted tables before compression, of the tables whose stats this server has read; divide by slatefs_dataset_sst_measured_bytes for the compression ratio.",
+            with().filter_map(|(l, d)| Some((l, d.tables?.raw_bytes as i64))),
+        )?;
+        families::gauges(
+            e,
+            "slatefs_dataset_sst_measured_bytes",
+            "Stored bytes of the tables slatefs_dataset_sst_raw_bytes covers.",
+            with().filter_map(|(l, d)| Some((l, d.tables?.stored_with_stats as i64))),
+        )?;
+        families::gauges(
+            e,
             "slatefs_dataset_fenced",
             "1 when this server's writer of the dataset was fenced (another server opened it for writing).",
             with().filter_map(|(l, d)| Some((l, i64::from(d.health.as_ref()? == &Health::Fenced)))),

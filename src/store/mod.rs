@@ -21,6 +21,7 @@ pub mod space;
 pub mod url;
 pub mod wait;
 pub mod memory_cache;
+pub mod table_sizes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,6 +68,8 @@ pub struct Store {
     /// `[storage] compression`: every database opened from this store writes (and compacts)
     /// its blocks with it.
     compression: Option<slatedb::config::CompressionCodec>,
+    /// Raw sizes of the tables `dataset info` and the metrics have looked at.
+    table_stats: Arc<table_sizes::TableStatsCache>,
 }
 
 impl Store {
@@ -143,7 +146,32 @@ impl Store {
             cache: None,
             memory_cache: memory_cache::MemoryCache::new(crate::config::DEFAULT_MEMORY_CACHE_BYTES),
             compression: Some(slatedb::config::CompressionCodec::Lz4),
+            table_stats: Arc::default(),
         }
+    }
+
+    /// The sizes of the sorted tables of the database at `path` as its latest manifest says
+    /// (a LIST and a GET, plus a GET per table not seen before); `None` when there is none.
+    pub async fn table_sizes(&self, path: &Path) -> Result<Option<table_sizes::TableSizes>> {
+        table_sizes::read_sizes(&self.table_stats, &self.object_store, path).await
+    }
+
+    /// The sizes of the tables of an open database from what is known already, sending no
+    /// request; stats not known yet are fetched in the background for the next call.
+    pub fn table_sizes_now(&self, path: &Path, db: &Db) -> table_sizes::TableSizes {
+        let manifest = db.manifest();
+        let (sizes, missing) = self.table_stats.sizes_cached(path, &manifest);
+        let turn = if missing > 0 { self.table_stats.background_turn() } else { None };
+        if let Some(turn) = turn {
+            let (cache, store, path) = (self.table_stats.clone(), self.object_store.clone(), path.clone());
+            tokio::spawn(async move {
+                let _turn = turn;
+                if let Err(e) = cache.fill(&store, &path, &manifest).await {
+                    tracing::debug!("table stats of {path}: {e:#}");
+                }
+            });
+        }
+        sizes
     }
 
     /// The codec `[storage] compression` names (`None`: uncompressed).

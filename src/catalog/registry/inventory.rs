@@ -87,6 +87,9 @@ impl Registry {
             if let Some(fs) = guard.get() {
                 d.usage = Some(fs.usage().await);
                 d.health = Some(fs.health());
+                if let Ok(db) = fs.db() {
+                    d.tables = Some(self.store.table_sizes_now(&self.db_path(d.id), db));
+                }
             }
         }
         datasets.sort_by_key(|d| d.id);

@@ -81,6 +81,9 @@ pub struct DatasetInfo {
     pub owner: Option<String>,
     /// The PersistentVolumeClaim it was made for.
     pub kubernetes: Option<KubernetesRef>,
+    /// Its sorted tables, stored and raw (the compression ratio); filled by `dataset info`
+    /// and, for datasets open here, the metrics.
+    pub tables: Option<crate::store::table_sizes::TableSizes>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -338,7 +341,7 @@ impl Registry {
 
     /// The prefix of a dataset record's database (a rollback gives a dataset a new one; an id
     /// with no record names its own prefix).
-    fn db_path(&self, id: u64) -> object_store::path::Path {
+    pub(super) fn db_path(&self, id: u64) -> object_store::path::Path {
         let db = self.state.read().unwrap().datasets.get(&id).map_or(id, |d| d.database_id());
         self.store.dataset_path(db)
     }
@@ -631,6 +634,7 @@ fn dataset_info(st: &State, d: &DatasetRecord) -> DatasetInfo {
         clone_count,
         owner: None,
         kubernetes: d.kubernetes.clone(),
+        tables: None,
     }
 }
 

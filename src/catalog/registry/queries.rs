@@ -32,6 +32,15 @@ impl Registry {
         info.usage = Some(usage);
         info.health = Some(health);
         info.owner = self.owner_of(id).await?;
+        // Read from the store, not the owner: any server can, and a failure only leaves the
+        // ratio out of the answer.
+        info.tables = match self.store.table_sizes(&self.db_path(id)).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!("dataset {name}: cannot read its table sizes: {e:#}");
+                None
+            }
+        };
         Ok(info)
     }
 
