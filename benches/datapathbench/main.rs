@@ -65,8 +65,46 @@ struct Args {
     /// Work directory (stores). Default /var/tmp/datapathbench-PID.
     #[arg(long)]
     work: Option<PathBuf>,
+    /// `[storage] compression` of the store (lz4, zstd, snappy, none; comma-separated to run each).
+    #[arg(long, default_value = "lz4")]
+    compression: String,
+    /// What the writes hold: `random` (incompressible) or `json` (log lines, about 3x with lz4).
+    #[arg(long, default_value = "random")]
+    data: String,
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+/// 1 MiB of what `--data` names.
+fn write_buffer(data: &str) -> Result<Vec<u8>> {
+    let mut i = 7u64;
+    let mut next = move || {
+        i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        i
+    };
+    Ok(match data {
+        "random" => (0..1 << 17).flat_map(|_| next().to_le_bytes()).collect(),
+        "json" => {
+            let mut out = Vec::with_capacity((1 << 20) + 256);
+            while out.len() < 1 << 20 {
+                let i = next();
+                out.extend_from_slice(
+                    format!(
+                        "{{\"ts\":\"2026-12-06T08:{:02}:{:02}.{:03}Z\",\"level\":\"{}\",\"request_id\":\"{i:016x}\",\"latency_ms\":{}}}\n",
+                        (i >> 8) % 60,
+                        (i >> 16) % 60,
+                        (i >> 24) % 1000,
+                        ["info", "warn", "debug"][(i >> 40) as usize % 3],
+                        (i >> 32) % 900
+                    )
+                    .as_bytes(),
+                );
+            }
+            out.truncate(1 << 20);
+            out
+        }
+        other => bail!("unknown --data {other} (random or json)"),
+    })
 }
 
 fn log(msg: &str) {
@@ -118,12 +156,12 @@ fn settings_for(variant: &str, local: bool) -> Result<slatedb::config::Settings>
 }
 
 /// The engine's own write path: `inflight` tasks writing 1 MiB each at the next offset.
-async fn write_through_engine(fs: Arc<Filesystem>, total: u64, inflight: usize) -> Result<()> {
+async fn write_through_engine(fs: Arc<Filesystem>, total: u64, inflight: usize, data: &str) -> Result<()> {
     let caller = Caller::root();
     let file = fs.create(&caller, slatefs::fs::ROOT_INO, b"big", NewNode::new(Kind::File, 0o644)).await.context("create")?;
     let ino = file.ino;
     let next = Arc::new(AtomicU64::new(0));
-    let buf: Arc<Vec<u8>> = Arc::new((0..1u64 << 20).map(|i| (i.wrapping_mul(0x9E3779B97F4A7C15) >> 29) as u8).collect());
+    let buf: Arc<Vec<u8>> = Arc::new(write_buffer(data)?);
     let mut tasks = Vec::new();
     for _ in 0..inflight {
         let (fs, next, buf, caller) = (fs.clone(), next.clone(), buf.clone(), caller.clone());
@@ -222,7 +260,7 @@ async fn run(variant: &str, store: &Store, args: &Args, held_dir: Option<&Path>,
         let fs = Filesystem::open(db.clone(), FsOptions { durability: DurabilityMode::Sync, ..FsOptions::default() })
             .await
             .map_err(|e| anyhow::anyhow!("open: {e:?}"))?;
-        write_through_engine(fs, total, args.inflight).await?;
+        write_through_engine(fs, total, args.inflight, &args.data).await?;
     }
     let secs = t.elapsed().as_secs_f64();
     tokio::time::sleep(Duration::from_secs(args.settle)).await;
@@ -255,9 +293,16 @@ fn main() -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let variants: Vec<&str> = args.variants.split(',').map(str::trim).filter(|v| !v.is_empty()).collect();
     let mut rows = Vec::new();
+    write_buffer(&args.data)?;
+    let codecs: Vec<&str> = args.compression.split(',').map(str::trim).filter(|c| !c.is_empty()).collect();
+    let runs: Vec<(&str, String)> =
+        variants.iter().flat_map(|v| codecs.iter().map(move |c| (*v, c.to_string()))).collect();
     for kind in args.stores.split(',').map(str::trim) {
-        for v in &variants {
-            let dir = work.join(format!("{kind}-{v}"));
+        for (v, codec) in &runs {
+            let label = if codecs.len() > 1 { format!("{v} {codec}") } else { v.to_string() };
+            let v = &label;
+            let variant = label.split(' ').next().unwrap_or_default();
+            let dir = work.join(format!("{kind}-{}", label.replace(' ', "-")));
             std::fs::create_dir_all(&dir)?;
             let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
             log(&format!("{kind} {v}: start (load {})", load.trim()));
@@ -265,9 +310,10 @@ fn main() -> Result<()> {
                 "local" => {
                     let conf = dir.join("config.toml");
                     std::fs::write(&conf, format!("[storage]\nurl = \"file://{}\"\n", dir.join("store").display()))?;
-                    let cfg = Config::load(Some(&conf))?;
+                    let mut cfg = Config::load(Some(&conf))?;
+                    cfg.storage.compression = Some(codec.clone());
                     let store = Store::open(&cfg.storage)?;
-                    rt.block_on(run(v, &store, &args, Some(&dir.join("store")), None))
+                    rt.block_on(run(variant, &store, &args, Some(&dir.join("store")), None))
                 }
                 "s3" => {
                     let server = s3::start(&args.s3_server, &dir.join("s3"))?;
@@ -275,8 +321,9 @@ fn main() -> Result<()> {
                     std::fs::write(&conf, server.slatefs_storage(&dir, "bench", 0.0)?.replace("cache_size = \"0MiB\"\n", ""))?;
                     let mut cfg = Config::load(Some(&conf))?;
                     cfg.storage.cache_dir = None;
+                    cfg.storage.compression = Some(codec.clone());
                     let store = Store::open(&cfg.storage)?;
-                    rt.block_on(run(v, &store, &args, None, Some(&server)))
+                    rt.block_on(run(variant, &store, &args, None, Some(&server)))
                 }
                 other => bail!("unknown store kind {other}"),
             };
@@ -292,9 +339,11 @@ fn main() -> Result<()> {
     }
     let written = (args.mib << 20) as f64;
     println!(
-        "\n{} MiB in 1 MiB writes, {} in flight, each durable before its reply; {} s of compaction after; load at end: {}\n",
+        "\n{} MiB of {} data in 1 MiB writes, {} in flight, each durable before its reply; compression {}; {} s of compaction after; load at end: {}\n",
         args.mib,
+        args.data,
         args.inflight,
+        args.compression,
         args.settle,
         std::fs::read_to_string("/proc/loadavg").unwrap_or_default().trim()
     );
