@@ -114,6 +114,7 @@ pub async fn run(opts: PluginOptions, shutdown: impl Future<Output = ()> + Send 
     let mut owner: Option<(Arc<Registry>, tokio::task::JoinHandle<Result<()>>)> = None;
     let admin_addr = if runs_catalog_in_process(&opts) {
         let store = Store::open(&config.storage)?;
+        store.check_format().await?;
         let registry = Registry::open(store, config).await.context("cannot open the catalog")?;
         let sock = opts.endpoint.with_file_name("slatefs-catalog-admin.sock");
         let listener = AdminListener::bind(&format!("unix://{}", sock.display()), None).await?;

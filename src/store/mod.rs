@@ -11,6 +11,7 @@ pub mod cache;
 pub mod cloud;
 pub mod collect_scheduler;
 pub mod faults;
+pub mod format;
 pub mod health;
 pub mod local_conditional;
 pub mod maintenance;
@@ -111,6 +112,7 @@ impl Store {
     pub async fn open_checked(cfg: &StorageConfig) -> Result<Store> {
         let store = Store::open(cfg)?;
         probe::probe(&store).await?;
+        store.check_format().await?;
         if let Some(c) = &store.cache {
             tracing::info!(
                 "read cache: {} (at most {} bytes), now {}",
