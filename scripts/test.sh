@@ -50,6 +50,8 @@ SLATEFS_TEST_STORE=s3 cargo test --release --test snapshot_contents --test clone
 SLATEFS_TEST_STORE=s3 cargo test --release --test collection_snapshots
 # Blocks stored compressed on S3 too, and readable across a codec switch: a few seconds.
 SLATEFS_TEST_STORE=s3 cargo test --release --test compression
+# The store's layout-format marker written and checked through S3's conditional PUT: a second.
+SLATEFS_TEST_STORE=s3 cargo test --release --test store_format
 SLATEFS_TEST_STORE=s3 cargo test --release --test cluster
 SLATEFS_TEST_STORE=s3 cargo test --release --test policies --test cluster_policies
 
