@@ -3,6 +3,8 @@
 //! compressed with the default codec and uncompressed with `none`, reads back byte for byte, and
 //! a dataset written with one codec stays readable and writable after a switch to another.
 
+#[path = "support/json_logs.rs"]
+mod json_logs;
 #[path = "support/s3.rs"]
 mod s3;
 
@@ -15,31 +17,11 @@ use slatefs::config::{DurabilityMode, StorageConfig};
 use slatefs::fs::codec::Kind;
 use slatefs::fs::perm::Caller;
 use slatefs::fs::{Filesystem, FsOptions, NewNode, ROOT_INO};
+use json_logs::json_logs;
 use slatefs::store::{dataset_settings, Store};
 
 const DATASET: u64 = 3;
 
-/// Log lines like a service writes: compressible, but not one repeated byte.
-fn json_logs(bytes: usize, seed: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes + 256);
-    let mut i = seed;
-    while out.len() < bytes {
-        i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let line = format!(
-            "{{\"ts\":\"2026-12-06T03:{:02}:{:02}.{:03}Z\",\"level\":\"{}\",\"service\":\"checkout\",\"request_id\":\"{:016x}\",\"latency_ms\":{},\"path\":\"/api/v1/orders/{}\"}}\n",
-            (i >> 8) % 60,
-            (i >> 16) % 60,
-            (i >> 24) % 1000,
-            ["info", "warn", "debug"][(i >> 40) as usize % 3],
-            i,
-            (i >> 32) % 900,
-            (i >> 44) % 100_000
-        );
-        out.extend_from_slice(line.as_bytes());
-    }
-    out.truncate(bytes);
-    out
-}
 
 fn with_codec(ts: &s3::TestStore, codec: &str) -> Store {
     let cfg = StorageConfig { compression: Some(codec.to_string()), ..ts.config.clone() };

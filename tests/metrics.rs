@@ -5,6 +5,8 @@
 
 #[path = "support/csi.rs"]
 mod csi;
+#[path = "support/json_logs.rs"]
+mod json_logs;
 #[path = "support/nfs.rs"]
 mod nfs;
 #[path = "support/prometheus.rs"]

@@ -5,33 +5,13 @@
 
 use std::time::{Duration, Instant};
 
+use crate::json_logs::json_logs;
 use crate::nfs;
 use crate::prometheus::scrape;
 use crate::{dataset_cli, server_with_metrics};
 
 const WRITE: usize = 1 << 20;
 const FILE_BYTES: usize = 80 << 20;
-
-/// Log lines like a service writes: compressible, but not one repeated byte.
-fn json_logs(bytes: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(bytes + 256);
-    let mut i = 11u64;
-    while out.len() < bytes {
-        i = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        let line = format!(
-            "{{\"ts\":\"2026-12-06T08:{:02}:{:02}.{:03}Z\",\"level\":\"{}\",\"service\":\"billing\",\"request_id\":\"{:016x}\",\"latency_ms\":{}}}\n",
-            (i >> 8) % 60,
-            (i >> 16) % 60,
-            (i >> 24) % 1000,
-            ["info", "warn", "debug"][(i >> 40) as usize % 3],
-            i,
-            (i >> 32) % 900,
-        );
-        out.extend_from_slice(line.as_bytes());
-    }
-    out.truncate(bytes);
-    out
-}
 
 async fn write_file(port: u16, export: &str, data: &[u8]) {
     let mut c = nfs::Client::mount(port, export).await.unwrap();
@@ -70,7 +50,7 @@ async fn dataset_info_and_metrics_report_the_compression_ratio() {
         let out = dataset_cli(&server, &["create", name]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
-    write_file(server.nfs_port, "/logs", &json_logs(FILE_BYTES)).await;
+    write_file(server.nfs_port, "/logs", &json_logs(FILE_BYTES, 11)).await;
     write_file(server.nfs_port, "/media", &nfs::pattern(5, FILE_BYTES)).await;
 
     let logs = tables_once_flushed(&server, "logs");
