@@ -350,7 +350,8 @@ fn run_local_target(
 /// Notes the server's RSS after the workloads, then stops it and notes how long that took.
 fn stop_server(t: &str, proc: &mut servers::Proc, notes: &mut Vec<String>) {
     let rss = servers::rss_bytes(proc.pid()).unwrap_or(0);
-    notes.push(format!("{t}: server RSS after workloads 1–4: {} MiB", rss >> 20));
+    let peak = servers::peak_rss_bytes(proc.pid()).unwrap_or(0);
+    notes.push(format!("{t}: server RSS after workloads 1–4: {} MiB (peak {} MiB)", rss >> 20, peak >> 20));
     let st = Instant::now();
     proc.stop();
     notes.push(format!("{t}: SIGTERM to exit took {:.1} s (20 s limit, then SIGKILL)", st.elapsed().as_secs_f64()));

@@ -268,8 +268,16 @@ addresses = ["127.0.0.1:{port}"]
 
 /// Resident set size of a process in bytes (VmRSS in /proc/PID/status).
 pub fn rss_bytes(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmRSS:").map(|kb| kb * 1024)
+}
+
+/// The highest resident set size the process has had, in bytes (VmHWM).
+pub fn peak_rss_bytes(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmHWM:").map(|kb| kb * 1024)
+}
+
+fn status_kib(pid: u32, field: &str) -> Result<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:")).ok_or_else(|| anyhow!("no VmRSS"))?;
-    let kb: u64 = line.split_whitespace().nth(1).ok_or_else(|| anyhow!("bad VmRSS"))?.parse()?;
-    Ok(kb * 1024)
+    let line = s.lines().find(|l| l.starts_with(field)).ok_or_else(|| anyhow!("no {field}"))?;
+    Ok(line.split_whitespace().nth(1).ok_or_else(|| anyhow!("bad {field}"))?.parse()?)
 }
