@@ -250,6 +250,10 @@ pub struct StorageConfig {
     /// with one setting stays readable with any other; a change applies to what is written
     /// (and compacted) from then on.
     pub compression: Option<String>,
+    /// Memory each dataset being written may hold for changes not yet in the store's sorted
+    /// tables (its memtable and the ones waiting to be written); writers wait beyond it.
+    /// Bytes or with a unit; at least 16MiB. Default 192MiB. See docs/memory.md.
+    pub write_buffer_size: Option<String>,
 }
 
 /// The codecs `[storage] compression` accepts, in the order `--help` and errors list them.
@@ -274,6 +278,9 @@ impl StorageConfig {
 /// Default `[storage] memory_cache_size`: the SST cache shared by every dataset of a process.
 pub const DEFAULT_MEMORY_CACHE_BYTES: u64 = 512 << 20;
 
+/// Default `[storage] write_buffer_size`: unflushed changes per dataset being written.
+pub const DEFAULT_WRITE_BUFFER_BYTES: u64 = 192 << 20;
+
 /// Parses a size (see [`crate::size`]): `1048576`, `512KiB`, `64MiB`, `20GiB`, `1GB`.
 pub fn parse_size(s: &str) -> Result<u64> {
     Ok(crate::size::parse_size(s)?)
@@ -286,6 +293,18 @@ impl StorageConfig {
             Some(s) => parse_size(s).context("storage.memory_cache_size"),
             None => Ok(DEFAULT_MEMORY_CACHE_BYTES),
         }
+    }
+
+    /// `write_buffer_size` in bytes (default [`DEFAULT_WRITE_BUFFER_BYTES`], at least 16 MiB).
+    pub fn write_buffer_size_bytes(&self) -> Result<u64> {
+        let bytes = match &self.write_buffer_size {
+            Some(s) => parse_size(s).context("storage.write_buffer_size")?,
+            None => DEFAULT_WRITE_BUFFER_BYTES,
+        };
+        if bytes < 16 << 20 {
+            bail!("storage.write_buffer_size must be at least 16MiB");
+        }
+        Ok(bytes)
     }
 
     /// `space_reserve` in bytes; `None`: the default of `store::space`.
@@ -318,6 +337,7 @@ impl Default for StorageConfig {
             io_error_after_ms: None,
             space_reserve: None,
             compression: None,
+            write_buffer_size: None,
         }
     }
 }
@@ -440,6 +460,7 @@ impl Config {
         }
         self.storage.cache_size_bytes()?;
         self.storage.memory_cache_size_bytes()?;
+        self.storage.write_buffer_size_bytes()?;
         if self.storage.unavailable_after_ms == Some(0) {
             bail!("storage.unavailable_after_ms must be at least 1");
         }

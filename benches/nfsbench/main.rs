@@ -105,6 +105,10 @@ struct Args {
     skip_snap: bool,
     #[arg(long)]
     skip_mem: bool,
+    /// Extra `[storage]` config lines for the slatefs servers on local stores, e.g.
+    /// `write_buffer_size = "64MiB"` (newline-separated).
+    #[arg(long, default_value = "")]
+    slatefs_storage: String,
     /// Also write the tables (markdown) to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -133,6 +137,7 @@ fn fmt_num(v: f64) -> String {
 
 fn main() -> Result<()> {
     let a = Args::parse();
+    let _ = servers::SLATEFS_STORAGE_EXTRA.set(a.slatefs_storage.replace("\\n", "\n"));
     let q = a.quick;
     let p = Params {
         file_size: a.file_mib.unwrap_or(if q { 100 } else { 1024 }) << 20,

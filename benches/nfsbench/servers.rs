@@ -100,6 +100,9 @@ pub struct Slatefs {
     pub admin: String,
 }
 
+/// Extra `[storage]` lines for every slatefs server (`--slatefs-storage`).
+pub static SLATEFS_STORAGE_EXTRA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
 pub fn start_slatefs(bin: &Path, dir: &Path, durability: &str) -> Result<Slatefs> {
     start_slatefs_on(bin, dir, durability, None)
 }
@@ -119,7 +122,10 @@ pub fn start_slatefs_on(bin: &Path, dir: &Path, durability: &str, storage: Optio
             cmd.arg("-c").arg(conf).arg("--store").arg(url);
         }
         None => {
-            cmd.arg("--store").arg(format!("file://{}", dir.join("store").display()));
+            let conf = dir.join("config.toml");
+            let extra = SLATEFS_STORAGE_EXTRA.get().map(String::as_str).unwrap_or("");
+            std::fs::write(&conf, format!("[storage]\n{extra}\n"))?;
+            cmd.arg("-c").arg(conf).arg("--store").arg(format!("file://{}", dir.join("store").display()));
         }
     }
     cmd.arg("--nfs-listen")

@@ -69,6 +69,8 @@ pub struct Store {
     /// `[storage] compression`: every database opened from this store writes (and compacts)
     /// its blocks with it.
     compression: Option<slatedb::config::CompressionCodec>,
+    /// `[storage] write_buffer_size`: what [`limit_write_buffer`] gives each dataset.
+    write_buffer: u64,
     /// Raw sizes of the tables `dataset info` and the metrics have looked at.
     table_stats: Arc<table_sizes::TableStatsCache>,
 }
@@ -88,6 +90,7 @@ impl Store {
             Store::from_parts(resolved.object_store, resolved.root, resolved.local_dir, &cfg.url);
         store.memory_cache = memory_cache::MemoryCache::new(cfg.memory_cache_size_bytes()?);
         store.compression = compression;
+        store.write_buffer = cfg.write_buffer_size_bytes()?;
         space::install(store.local_dir.as_deref(), cfg.space_reserve_bytes()?);
         if let (Some(dir), None) = (&cfg.cache_dir, &store.local_dir) {
             let c = cache::ReadCache::new(dir, &cfg.url, cfg.endpoint.as_deref(), cfg.cache_size_bytes()?);
@@ -148,6 +151,7 @@ impl Store {
             cache: None,
             memory_cache: memory_cache::MemoryCache::new(crate::config::DEFAULT_MEMORY_CACHE_BYTES),
             compression: Some(slatedb::config::CompressionCodec::Lz4),
+            write_buffer: crate::config::DEFAULT_WRITE_BUFFER_BYTES,
             table_stats: Arc::default(),
         }
     }
@@ -456,9 +460,9 @@ async fn log_requests(
 /// SlateDB settings for a dataset's database. The WAL is flushed on demand by the group
 /// committer in sync mode and on `flush_interval` in async mode.
 ///
-/// Memory per busy dataset is bounded by the active memtable (`l0_sst_size_bytes`, 64 MiB)
-/// plus what waits to be written (`max_unflushed_bytes`; writers pause beyond it). SlateDB's
-/// default of 512 MiB for the latter let one async-mode writer grow the process past 1.5 GiB.
+/// Memory per busy dataset is bounded by its write buffer ([`limit_write_buffer`], the default
+/// `[storage] write_buffer_size`). SlateDB's own defaults (64 MiB memtable, 512 MiB unflushed)
+/// let one async-mode writer grow the process past 1.5 GiB.
 ///
 /// SlateDB stops flushing memtables, and so stalls every writer, once `l0_max_ssts` L0 tables
 /// wait for compaction. On a local disk compaction is quick, and 16 instead of the default 8
@@ -479,19 +483,36 @@ pub fn dataset_settings_with(
     let l0_max_ssts = if on_local_disk { 16 } else { 8 };
     let mut settings = Settings {
         flush_interval: Some(flush_interval),
-        max_unflushed_bytes: 256 << 20,
         l0_max_ssts,
         l0_max_ssts_per_key: l0_max_ssts,
         ..Settings::default()
     };
+    limit_write_buffer(&mut settings, crate::config::DEFAULT_WRITE_BUFFER_BYTES);
     maintenance::apply_dataset(&mut settings, maintenance_cfg);
     settings
+}
+
+/// Splits a dataset's write buffer of `bytes` between the active memtable (two fifths, at most
+/// 64 MiB: the size of the L0 tables it becomes) and the changes waiting to be written
+/// (`max_unflushed_bytes`, the rest), so that the two together stay within `bytes`. Smaller
+/// memtables make more, smaller L0 tables and writers stall on their compaction: a 1 GiB
+/// sequential write fell from 181-306 MB/s to 51 with 24 MiB ones (docs/memory.md).
+pub fn limit_write_buffer(settings: &mut Settings, bytes: u64) {
+    // SlateDB wants more unflushed bytes than one memtable holds.
+    let memtable = (bytes * 2 / 5).clamp(4 << 20, 64 << 20);
+    settings.l0_sst_size_bytes = memtable as usize;
+    settings.max_unflushed_bytes = bytes.saturating_sub(memtable).max(memtable + (1 << 20)) as usize;
 }
 
 impl Store {
     /// Whether the store is a directory on a local disk (`file://`).
     pub fn is_local(&self) -> bool {
         self.local_dir.is_some()
+    }
+
+    /// `[storage] write_buffer_size` in bytes: see [`limit_write_buffer`].
+    pub fn write_buffer(&self) -> u64 {
+        self.write_buffer
     }
 
     /// Total and free bytes of the disk under a `file://` store; `None` for object stores,

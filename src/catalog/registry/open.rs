@@ -139,7 +139,8 @@ impl Registry {
         quota: Option<u64>,
     ) -> impl std::future::Future<Output = CatalogResult<Arc<Filesystem>>> + Send + 'static {
         let store = self.store.clone();
-        let settings = dataset_settings_with(self.flush_interval, self.store.is_local(), &self.maintenance);
+        let mut settings = dataset_settings_with(self.flush_interval, self.store.is_local(), &self.maintenance);
+        crate::store::limit_write_buffer(&mut settings, self.store.write_buffer());
         let opts = FsOptions { durability: self.durability, chunk_size: DEFAULT_CHUNK_SIZE, quota };
         async move {
             let db = store
