@@ -1196,11 +1196,13 @@ fn config_files_are_valid_slatefs_configs_with_the_right_roles() {
         // node's dataset server only, on a hostPath at the same path.
         let (cache_dir, cache_gib, memory_mib) = match s.name {
             "custom" => (Some("/mnt/ssd/slatefs-cache"), 50, 1024),
-            "secrets" => (None, 16, 512),
-            _ => (Some("/var/cache/slatefs"), 16, 512),
+            "secrets" => (None, 16, 256),
+            _ => (Some("/var/cache/slatefs"), 16, 256),
         };
         for p in &all {
             assert_eq!(p.config.storage.memory_cache_size_bytes().unwrap(), memory_mib << 20, "{}/{}", p.what, p.c.name);
+            // The chart's default write buffer, which with the memory cache fits a 1 GiB node.
+            assert_eq!(p.config.storage.write_buffer_size_bytes().unwrap(), 192 << 20, "{}/{}", p.what, p.c.name);
             let mounted = p.c.volume_mounts.iter().flatten().find(|m| m.name == "read-cache");
             if p.role == "serve-reader" {
                 assert_eq!(p.config.storage.cache_dir.as_deref().and_then(|d| d.to_str()), cache_dir, "{}", s.name);

@@ -374,8 +374,8 @@ async fn format(db: &Db, chunk_size: u32) -> FsResult<Superblock> {
 /// this, a full store stayed full after its files were removed, and an open dataset kept up
 /// to 64 MiB of deleted data. The flush writes one L0 table of what the memtable holds.
 const PURGED_BYTES_BEFORE_FLUSH: u64 = 4 << 20;
-/// SlateDB's memtable size (`Settings::l0_sst_size_bytes`, left at its default): it flushes
-/// by itself at this size, so a flush never writes more.
+/// The largest memtable a dataset has (`store::limit_write_buffer` caps `l0_sst_size_bytes`
+/// at 64 MiB): SlateDB flushes by itself at that size, so a flush never writes more.
 const MEMTABLE_BYTES: u64 = 64 << 20;
 
 /// Deletes the chunks of unlinked files in the background, so that removing a large file is

@@ -84,6 +84,7 @@ region = {{ . | quote }}
 allow_http = {{ $v.storage.allowHttp }}
 path_style = {{ $v.storage.pathStyle }}
 memory_cache_size = {{ printf "%dMiB" (int $v.cache.memoryMiB) | quote }}
+write_buffer_size = {{ printf "%dMiB" (int $v.cache.writeBufferMiB) | quote }}
 {{- if and (eq .role "reader") $v.cache.hostPath }}
 cache_dir = {{ $v.cache.hostPath | quote }}
 cache_size = {{ printf "%dGiB" (int $v.cache.sizeGiB) | quote }}
