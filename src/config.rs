@@ -117,6 +117,17 @@ impl MaintenanceConfig {
                 bail!("{key} must be at least {least}");
             }
         }
+        // A closed dataset's compactor does not run, so a quiet time at or past the idle close
+        // would never merge, and removed data would stay in the store.
+        if self.idle_close_ms > 0 && self.collect_quiet_ms >= self.idle_close_ms {
+            bail!(
+                "maintenance.collect_quiet_ms ({}) must be below maintenance.idle_close_ms ({}): \
+                 a closed dataset is not merged, so removed data would stay in the store \
+                 (or set collect_quiet_ms = 0 to never merge)",
+                self.collect_quiet_ms,
+                self.idle_close_ms
+            );
+        }
         Ok(())
     }
 }
@@ -562,6 +573,20 @@ mod tests {
         ] {
             let err = Config::parse(&format!("[web]\n{bad}\n"), Path::new("c.toml")).unwrap_err();
             assert!(format!("{err:#}").contains(key), "{bad}: {err:#}");
+        }
+    }
+
+    #[test]
+    fn quiet_merge_must_come_before_the_idle_close() {
+        let err = Config::parse("[maintenance]\nidle_close_ms = 2000\n", Path::new("c.toml")).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("collect_quiet_ms (10000) must be below maintenance.idle_close_ms (2000)"), "{msg}");
+        for ok in [
+            "[maintenance]\nidle_close_ms = 2000\ncollect_quiet_ms = 1000\n",
+            "[maintenance]\nidle_close_ms = 2000\ncollect_quiet_ms = 0\n",
+            "[maintenance]\nidle_close_ms = 0\ncollect_quiet_ms = 600000\n",
+        ] {
+            Config::parse(ok, Path::new("c.toml")).unwrap();
         }
     }
 

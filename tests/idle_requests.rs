@@ -25,7 +25,7 @@ async fn an_idle_server_makes_at_most_one_request_per_ten_seconds() {
     let tmp = tempfile::tempdir().unwrap();
     let s3 = s3::start_s3(&tmp.path().join("s3")).await;
     // Everything else as shipped; datasets close after 2 s instead of a minute.
-    let config = s3_config(&s3, tmp.path(), "", "[maintenance]\nidle_close_ms = 2000\n");
+    let config = s3_config(&s3, tmp.path(), "", "[maintenance]\nidle_close_ms = 2000\ncollect_quiet_ms = 0\n");
     let mut server = Server::start_with(s3_server_opts(&s3, config, &[]));
     let port = server.nfs_port;
 
