@@ -14,7 +14,7 @@ use server::{Server, ServerOptions};
 const MEMORY_CACHE_MIB: u64 = 32;
 const WRITE_BUFFER_MIB: u64 = 32;
 /// `[nfs] record_memory`'s default.
-const RECORD_MEMORY_MIB: u64 = 128;
+const RECORD_MEMORY_MIB: u64 = slatefs::config::DEFAULT_RECORD_MEMORY_BYTES >> 20;
 /// What docs/memory.md gives for everything else (code, runtime, SlateDB's compaction and
 /// manifests, connections): measured at 235-250 MiB under nfsbench's workloads.
 const BASE_MIB: u64 = 256;
