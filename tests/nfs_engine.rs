@@ -19,6 +19,9 @@ mod posix;
 /// Handles of files lost in a crash never name a file created later.
 #[path = "nfs_engine/handles.rs"]
 mod handles;
+/// Concurrent writes into one file.
+#[path = "nfs_engine/concurrent_writes.rs"]
+mod concurrent_writes;
 
 use nfs::*;
 use server::{Server, ServerOptions};

@@ -29,9 +29,9 @@ impl Filesystem {
         // Directory inodes change under the namespace lock, everything else under its stripe.
         let probe = self.load(ino).await?;
         let guard = if probe.kind == Kind::Dir {
-            self.namespace.lock().await
+            (Some(self.namespace.lock().await), None)
         } else {
-            self.stripe(ino).lock().await
+            (None, Some(self.stripe(ino).write().await))
         };
         let mut inode = self.load(ino).await?;
         let now = Time::now();

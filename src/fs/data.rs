@@ -89,20 +89,31 @@ impl Filesystem {
         if end > MAX_FILE_SIZE {
             return Err(FsError::TooBig);
         }
-        let _g = self.stripe(ino).lock().await;
-        let mut inode = self.load(ino).await?;
+        // Truncation and attribute changes hold the stripe exclusively; writes share it and
+        // exclude each other only on the chunks they touch.
+        let shared = self.stripe(ino).read().await;
+        let chunks = match data.is_empty() {
+            true => Vec::new(),
+            false => self.lock_chunks(ino, offset / self.chunk_size, (end - 1) / self.chunk_size).await,
+        };
+        // Read after the chunk locks: a write that made one of these chunks has already put
+        // the size that covers it into the inode.
+        let inode = self.load(ino).await?;
         match inode.kind {
             Kind::File => {}
             Kind::Dir => return Err(FsError::IsDir),
             _ => return Err(FsError::Invalid("not a regular file")),
         }
         perm::check_data(caller, &inode, WRITE)?;
-        let now = Time::now();
         let mut batch = Changes::new();
         let mut delta = 0i64;
         if !data.is_empty() {
             delta = self.write_chunks(&mut batch, &inode, offset, data).await?;
         }
+        // Other writes of this file may have changed its size and stored bytes meanwhile.
+        let attr = self.attr_lock(ino).lock().await;
+        let mut inode = self.load(ino).await?;
+        let now = Time::now();
         inode.size = inode.size.max(end);
         inode.stored = (inode.stored as i64 + delta).max(0) as u64;
         inode.mtime = now;
@@ -118,7 +129,7 @@ impl Filesystem {
         let seq = self.commit(batch, Delta { bytes: delta, ..Delta::default() }).await?;
         // The chunks the write touched went into the memtable whole (one more at most).
         self.memtable_estimate.fetch_add(data.len() as u64 + self.chunk_size, std::sync::atomic::Ordering::Relaxed);
-        drop(_g);
+        drop((attr, chunks, shared));
         self.settle(seq).await?;
         Ok(inode)
     }

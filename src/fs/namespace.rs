@@ -1,6 +1,6 @@
 //! Names: lookup, create, link, unlink, rename and directory listing.
 
-use tokio::sync::MutexGuard;
+use tokio::sync::RwLockWriteGuard;
 
 use super::backend::prefix_range;
 use super::changes::Changes;
@@ -179,7 +179,7 @@ impl Filesystem {
         validate_new_name(name)?;
         let _ns = self.namespace.lock().await;
         let mut d = self.load_dir_for_change(caller, dir).await?;
-        let _t = self.stripe(target).lock().await;
+        let _t = self.stripe(target).write().await;
         let mut t = self.load(target).await?;
         if t.kind == Kind::Dir {
             return Err(FsError::Perm);
@@ -237,7 +237,7 @@ impl Filesystem {
         let _ns = self.namespace.lock().await;
         let mut d = self.load_dir_for_change(caller, dir).await?;
         let (cookie, child) = self.entry(dir, name).await?.ok_or(FsError::NotFound)?;
-        let _c = self.stripe(child).lock().await;
+        let _c = self.stripe(child).write().await;
         let c = self.load(child).await?;
         let is_dir = c.kind == Kind::Dir;
         match want_dir {
@@ -403,16 +403,16 @@ impl Filesystem {
         &self,
         a: u64,
         b: Option<u64>,
-    ) -> (MutexGuard<'_, ()>, Option<MutexGuard<'_, ()>>) {
+    ) -> (RwLockWriteGuard<'_, ()>, Option<RwLockWriteGuard<'_, ()>>) {
         let sa = (a as usize) % self.stripes.len();
-        let Some(b) = b else { return (self.stripes[sa].lock().await, None) };
+        let Some(b) = b else { return (self.stripes[sa].write().await, None) };
         let sb = (b as usize) % self.stripes.len();
         if sa == sb {
-            return (self.stripes[sa].lock().await, None);
+            return (self.stripes[sa].write().await, None);
         }
         let (lo, hi) = if sa < sb { (sa, sb) } else { (sb, sa) };
-        let g1 = self.stripes[lo].lock().await;
-        let g2 = self.stripes[hi].lock().await;
+        let g1 = self.stripes[lo].write().await;
+        let g2 = self.stripes[hi].write().await;
         (g1, Some(g2))
     }
 
