@@ -1734,3 +1734,24 @@ mod metrics;
 
 #[path = "k8s_packaging/web.rs"]
 mod web;
+
+/// With the console on, NOTES.txt says how to reach it: a port-forward to the controller
+/// Deployment the chart renders, on the console's port, and where its token is; with the
+/// console off it says nothing about one.
+#[test]
+fn notes_show_the_port_forward_to_the_console_when_it_is_on() {
+    let r = rendered("custom");
+    let o = typed("custom", &r.docs);
+    let controller = o
+        .deployments
+        .iter()
+        .filter_map(|d| d.metadata.name.clone())
+        .find(|n| n.ends_with("-controller") && !n.contains("snapshot"))
+        .expect("a controller Deployment");
+    let forward = format!("kubectl -n {} port-forward deploy/{controller} 8443:8443", r.namespace);
+    assert!(r.notes.contains(&forward), "NOTES.txt must show {forward:?}:\n{}", r.notes);
+    assert!(r.notes.contains("http://127.0.0.1:8443/"), "{}", r.notes);
+    assert!(r.notes.contains(&format!("-n {} get secret console-token", r.namespace)), "{}", r.notes);
+    let default = &rendered("default").notes;
+    assert!(!default.contains("port-forward"), "the console is off by default:\n{default}");
+}
