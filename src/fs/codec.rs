@@ -227,8 +227,18 @@ impl Superblock {
 
     pub fn decode(v: &[u8]) -> FsResult<Superblock> {
         let mut r = Reader(v);
-        if r.u8()? != FORMAT_V1 {
-            return Err(corrupt("superblock format"));
+        match r.u8()? {
+            FORMAT_V1 => {}
+            0 => return Err(corrupt("superblock format")),
+            // A later layout (file data this server cannot read) must stop the open, never be
+            // read as format 1.
+            newer => {
+                return Err(FsError::Io(format!(
+                    "the dataset is in format {newer}, written by a newer slatefs; this server \
+                     ({}) reads format {FORMAT_V1} only: upgrade slatefs to open it",
+                    env!("CARGO_PKG_VERSION")
+                )))
+            }
         }
         let (chunk_size, next_ino, used_bytes, used_inodes) = (r.u32()?, r.u64()?, r.u64()?, r.u64()?);
         let ino_ceiling = if r.0.is_empty() { next_ino } else { r.u64()? };
@@ -321,6 +331,17 @@ mod tests {
         };
         assert_eq!(Inode::decode(7, &i.encode()).unwrap(), i);
         assert!(Inode::decode(7, &i.encode()[..20]).is_err());
+    }
+
+    #[test]
+    fn a_superblock_of_a_later_format_is_refused_with_what_to_do() {
+        let sb = Superblock { chunk_size: 4096, next_ino: 9, used_bytes: 5, used_inodes: 3, ino_ceiling: 9 };
+        let mut later = sb.encode().to_vec();
+        later[0] = 2;
+        let err = Superblock::decode(&later).unwrap_err().to_string();
+        assert!(err.contains("format 2") && err.contains("upgrade slatefs"), "{err}");
+        later[0] = 0;
+        assert!(Superblock::decode(&later).unwrap_err().to_string().contains("corrupt"));
     }
 
     #[test]
