@@ -22,10 +22,22 @@
 //! The quiet period travels in `CompactorOptions::scheduler_options` under [`QUIET_KEY`] (set
 //! for datasets by `maintenance::apply_dataset`), so that `Store::open_db` needs no argument
 //! for it; without the key (the catalog) this is size-tiered alone.
+//!
+//! The merge must also leave its inputs collectable. SlateDB's collector never deletes a
+//! compacted table newer than the tree's newest L0 table (its guard for an L0 written but not
+//! yet in the manifest), and once a tree has no L0 left, that bound is the newest L0 ever
+//! merged. A sorted run written after the last L0 flush (an earlier merge that finished while
+//! the writer's last flushes landed) therefore stays in the store after it is merged away,
+//! for as long as nothing new is flushed. So a full merge waits until the tree's newest L0 is
+//! newer than every table of its runs and small ([`MARKER_MAX_BYTES`]); when it is not, the
+//! scheduler asks the writer for a marker (one key, then a memtable flush: a fresh small L0)
+//! through [`MarkerRequests`], and merges once it is there. What then stays is that L0.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 use slatedb::bytes::Bytes;
 use slatedb::compactor::{
@@ -38,9 +50,24 @@ use slatedb::manifest::{SortedRun, SsTableView};
 /// `scheduler_options` key of the quiet period, in milliseconds; absent or 0: no full merge.
 pub const QUIET_KEY: &str = "slatefs.collect_quiet_ms";
 
+/// The newest L0 table a full merge may end with: what stays in the store after it.
+pub const MARKER_MAX_BYTES: u64 = 1 << 20;
+
+/// How long a marker asked for may take to show up as an L0 before it is asked for again.
+const MARKER_RETRY_QUIETS: u32 = 5;
+
+/// The writer's key a marker writes: outside every prefix the filesystem reads (`fs/codec.rs`).
+pub const MARKER_KEY: &[u8] = b"~slatefs.collect-marker";
+
+/// Marker requests from a dataset's scheduler to the task that writes them
+/// ([`spawn_marker_writer`]).
+pub type MarkerRequests = Arc<Notify>;
+
 /// Supplies [`CollectScheduler`] to the compactor `Store::open_db` builds.
 #[derive(Default)]
-pub struct CollectSchedulerSupplier;
+pub struct CollectSchedulerSupplier {
+    pub markers: MarkerRequests,
+}
 
 impl CompactionSchedulerSupplier for CollectSchedulerSupplier {
     fn compaction_scheduler(
@@ -57,7 +84,7 @@ impl CompactionSchedulerSupplier for CollectSchedulerSupplier {
             .map(Duration::from_millis);
         let inner = SizeTieredCompactionSchedulerSupplier::new().compaction_scheduler(&inner_options);
         match quiet {
-            Some(quiet) => Box::new(CollectScheduler::new(inner, quiet)),
+            Some(quiet) => Box::new(CollectScheduler::new(inner, quiet, self.markers.clone())),
             None => inner,
         }
     }
@@ -71,12 +98,15 @@ struct Watch {
     since: Instant,
     /// The sources of the last full merge proposed for this tree.
     proposed: Option<Vec<SourceId>>,
+    /// The sources when a marker was last asked for, and when.
+    marker_asked: Option<(Vec<SourceId>, Instant)>,
 }
 
 /// Size-tiered compaction, and a full merge of a tree quiet for `quiet` (see the module).
 pub struct CollectScheduler {
     inner: Box<dyn CompactionScheduler + Send + Sync>,
     quiet: Duration,
+    markers: MarkerRequests,
     /// By segment prefix (the root tree's is empty).
     watches: Mutex<HashMap<Bytes, Watch>>,
 }
@@ -103,6 +133,22 @@ impl Tree<'_> {
         self.l0.iter().map(|v| v.estimate_size()).sum::<u64>()
             + self.runs.iter().map(|r| r.estimate_size()).sum::<u64>()
     }
+
+    /// Whether a full merge now leaves every input collectable but the newest L0 (see the
+    /// module): that L0 is small and newer, to the millisecond the collector compares, than
+    /// every table of the runs.
+    fn ends_with_a_small_newest_l0(&self) -> bool {
+        let Some(newest) = self.l0.iter().max_by_key(|v| v.sst.id.value()) else {
+            return false;
+        };
+        let newest_ms = newest.sst.id.value().timestamp_ms();
+        newest.estimate_size() <= MARKER_MAX_BYTES
+            && self
+                .runs
+                .iter()
+                .flat_map(|r| r.sst_views())
+                .all(|v| v.sst.id.value().timestamp_ms() < newest_ms)
+    }
 }
 
 fn trees(state: &CompactorStateView) -> Vec<Tree<'_>> {
@@ -115,8 +161,8 @@ fn trees(state: &CompactorStateView) -> Vec<Tree<'_>> {
 }
 
 impl CollectScheduler {
-    pub fn new(inner: Box<dyn CompactionScheduler + Send + Sync>, quiet: Duration) -> Self {
-        CollectScheduler { inner, quiet, watches: Mutex::new(HashMap::new()) }
+    pub fn new(inner: Box<dyn CompactionScheduler + Send + Sync>, quiet: Duration, markers: MarkerRequests) -> Self {
+        CollectScheduler { inner, quiet, markers, watches: Mutex::new(HashMap::new()) }
     }
 
     /// The full merges due at `now`, after noting each tree's sources.
@@ -144,7 +190,7 @@ impl CollectScheduler {
             let sources = tree.sources();
             let watch = watches
                 .entry(tree.prefix.clone())
-                .or_insert_with(|| Watch { sources: sources.clone(), since: now, proposed: None });
+                .or_insert_with(|| Watch { sources: sources.clone(), since: now, proposed: None, marker_asked: None });
             if watch.sources != sources {
                 watch.sources = sources.clone();
                 watch.since = now;
@@ -157,6 +203,23 @@ impl CollectScheduler {
                 // runs one L0 compaction per tree at a time).
                 || active.iter().any(|s| s.segment() == &tree.prefix)
             {
+                continue;
+            }
+            // Only the root tree is written by slatefs (no segment extractor), so only there can
+            // a marker land.
+            if tree.prefix.is_empty() && !tree.ends_with_a_small_newest_l0() {
+                let due = match &watch.marker_asked {
+                    Some((asked, at)) => asked != &sources || now.duration_since(*at) >= self.quiet * MARKER_RETRY_QUIETS,
+                    None => true,
+                };
+                if due {
+                    tracing::info!(
+                        "compaction: a tree of {} sources is quiet, but its newest L0 is not a small table newer than its runs; asking the writer for a marker before merging it whole",
+                        sources.len()
+                    );
+                    watch.marker_asked = Some((sources.clone(), now));
+                    self.markers.notify_one();
+                }
                 continue;
             }
             // The oldest run is the lowest id, the last in the manifest's order: merging into
@@ -210,4 +273,38 @@ impl CompactionScheduler for CollectScheduler {
     ) -> Result<Vec<CompactionSpec>, slatedb::Error> {
         self.inner.generate(state, request)
     }
+}
+
+/// Writes a marker whenever the dataset's scheduler asks for one, until the database closes:
+/// one small key, then a memtable flush, which makes a fresh small L0 table (see the module).
+pub fn spawn_marker_writer(db: slatedb::Db, markers: MarkerRequests) {
+    let mut status = db.subscribe();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = markers.notified() => {}
+                changed = status.changed() => {
+                    if changed.is_err() || status.borrow().close_reason.is_some() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            if let Err(e) = write_marker(&db).await {
+                if db.status().close_reason.is_some() {
+                    return;
+                }
+                tracing::warn!("compaction: cannot write the marker a whole-tree merge waits for: {e}");
+            }
+        }
+    });
+}
+
+async fn write_marker(db: &slatedb::Db) -> Result<(), slatedb::Error> {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    db.put(MARKER_KEY, stamp.to_be_bytes()).await?;
+    db.flush_with_options(slatedb::config::FlushOptions { flush_type: slatedb::config::FlushType::MemTable })
+        .await
 }

@@ -268,21 +268,29 @@ impl Store {
         }
         // The compactor gets slatefs's scheduler (size-tiered, and a full merge of a quiet
         // tree: collect_scheduler.rs) with the options `settings` has for it.
+        let markers = collect_scheduler::MarkerRequests::default();
         let compactor = settings.compactor_options.take().map(|opts| {
             slatedb::CompactorBuilder::new(path.clone(), self.object_store.clone())
                 .with_options(opts)
-                .with_scheduler_supplier(Arc::new(collect_scheduler::CollectSchedulerSupplier))
+                .with_scheduler_supplier(Arc::new(collect_scheduler::CollectSchedulerSupplier {
+                    markers: markers.clone(),
+                }))
         });
+        let compacted = compactor.is_some();
         let mut builder = Db::builder(path.clone(), self.object_store.clone()).with_settings(settings);
         if let Some(compactor) = compactor {
             builder = builder.with_compactor_builder(compactor);
         }
-        builder
+        let db = builder
             .with_metrics_recorder(self.metrics.clone())
             .with_db_cache(self.memory_cache.cache(), memory_cache::MemoryCache::scope(path))
             .build()
             .await
-            .with_context(|| format!("cannot open database {path}"))
+            .with_context(|| format!("cannot open database {path}"))?;
+        if compacted {
+            collect_scheduler::spawn_marker_writer(db.clone(), markers);
+        }
+        Ok(db)
     }
 
     /// Opens a read-only view pinned to a checkpoint: what a read-only snapshot serves.
