@@ -81,17 +81,21 @@ async fn old_manifests_and_compacted_ssts_are_collected(kind: s3::StoreKind) {
         let ssts = names(&store, &path, "compacted").await;
         let manifests = names(&store, &path, "manifest").await;
         let (live_manifests, live_ssts) = live(&admin).await;
+        let (_, stale) = unreferenced_tables(&store, &path, &admin).await;
         let settled = live_ssts.is_subset(&ssts)
             && manifests.is_subset(&live_manifests)
-            && written_ssts.difference(&ssts).count() * 2 >= written_ssts.len();
+            && written_ssts.difference(&ssts).count() * 2 >= written_ssts.len()
+            && stale.len() <= 1;
         if settled || Instant::now() > deadline {
             break (ssts, manifests, live_manifests, live_ssts);
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
-    // Every SST the manifests refer to is there. (Not yet: that nothing else is. A few
-    // compaction inputs outlive the checkpoints that pinned them; issue 14 follow-up.)
+    // Every SST the manifests refer to is there, and of the rest at most one: the last L0
+    // a merge took in (SlateDB's collector keeps the newest L0 it has seen; collect_scheduler.rs).
     assert!(live_ssts.is_subset(&ssts), "live SSTs missing ({kind:?}): {live_ssts:?} vs {ssts:?}");
+    let (_, stale) = unreferenced_tables(&store, &path, &admin).await;
+    assert!(stale.len() <= 1, "tables nothing refers to stay ({kind:?}): {stale:?}");
     assert!(manifests.is_subset(&live_manifests), "{manifests:?} vs live {live_manifests:?} ({kind:?})");
     let gone_ssts: Vec<_> = written_ssts.difference(&ssts).collect();
     assert!(gone_ssts.len() * 2 >= written_ssts.len(), "most written SSTs should be collected ({kind:?}): {ssts:?}");
@@ -179,14 +183,22 @@ async fn run_newer_than_the_last_l0(store: &Store, path: &Path, maintenance: &Ma
     eprintln!("after the first merge: newest L0 at {newest_l0} ms, the run's oldest table at {oldest_run_table} ms; tables {:?}", manifest.all_sst_views().map(|v| v.sst.id.value().to_string()).collect::<Vec<_>>());
     if raced {
         // The quiet tree ([third L0, run]) is merged whole and what it replaced is collected:
-        // all that may stay unreferenced is the small L0 the merge ended with.
+        // all that may stay is the writer's marker, as an L0 of its own (a few hundred bytes)
+        // or unreferenced, merged.
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             let m = admin.read_manifest(None).await.unwrap().expect("a manifest");
             let (stale, names) = unreferenced_tables(store, path, &admin).await;
-            let settled = m.l0().is_empty() && m.compacted().len() == 1 && m.checkpoints().is_empty();
+            let markers_only = m.l0().iter().all(|v| v.estimate_size() <= 4096);
+            let settled = markers_only && m.l0().len() <= 1 && m.compacted().len() == 1 && m.checkpoints().is_empty();
             if settled && stale <= slatefs::store::collect_scheduler::MARKER_MAX_BYTES {
                 eprintln!("settled: {stale} B unreferenced: {names:?}");
+                // And it stays so: a settled quiet tree gets no more markers or merges (several
+                // quiet periods and compactor polls).
+                let tables = |m: &slatedb::manifest::VersionedManifest| m.all_sst_views().map(|v| v.sst.id.value()).collect::<Vec<_>>();
+                tokio::time::sleep(Duration::from_millis(maintenance.collect_quiet_ms * 4)).await;
+                let later = admin.read_manifest(None).await.unwrap().expect("a manifest");
+                assert_eq!(tables(&later), tables(&m), "a settled tree was flushed or merged again");
                 break;
             }
             assert!(

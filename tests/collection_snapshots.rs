@@ -155,7 +155,7 @@ async fn removed_data_leaves_the_store_while_100_snapshots_exist_and_held_data_s
     );
 
     // What the compactor did (the quiet tree's full merge, collect_scheduler.rs), for the record.
-    for line in server.logs().lines().filter(|l| l.contains("compaction: merging")) {
+    for line in server.logs().lines().filter(|l| l.contains("compaction: ")) {
         eprintln!("serve: {line}");
     }
 

@@ -13,10 +13,10 @@
 //! (a fresh run when there are only L0 tables), which drops the tombstones and what they
 //! shadow. The collector then deletes the inputs once they are `gc_min_age_ms` old.
 //!
-//! It cannot loop: a tree of one source proposes nothing, and a set of sources already
-//! proposed once is not proposed again (a merge that failed waits for the tree to change). A
-//! quiet dataset is not rewritten again and again: after its merge it has one source until
-//! something new is flushed. What it costs is one rewrite of the tree's live data per quiet
+//! It cannot loop: a tree of one source is never merged, a set of sources already proposed
+//! once is not proposed again (a merge that failed waits for the tree to change), and a marker
+//! makes a tree one that asks for nothing more. A quiet dataset is not rewritten again and
+//! again: after its merge it has one run (and a marker) until something new is flushed. What it costs is one rewrite of the tree's live data per quiet
 //! period that follows a change.
 //!
 //! The quiet period travels in `CompactorOptions::scheduler_options` under [`QUIET_KEY`] (set
@@ -26,12 +26,20 @@
 //! The merge must also leave its inputs collectable. SlateDB's collector never deletes a
 //! compacted table newer than the tree's newest L0 table (its guard for an L0 written but not
 //! yet in the manifest), and once a tree has no L0 left, that bound is the newest L0 ever
-//! merged. A sorted run written after the last L0 flush (an earlier merge that finished while
-//! the writer's last flushes landed) therefore stays in the store after it is merged away,
-//! for as long as nothing new is flushed. So a full merge waits until the tree's newest L0 is
-//! newer than every table of its runs and small ([`MARKER_MAX_BYTES`]); when it is not, the
-//! scheduler asks the writer for a marker (one key, then a memtable flush: a fresh small L0)
-//! through [`MarkerRequests`], and merges once it is there. What then stays is that L0.
+//! merged, which itself stays. Every compaction's run is newer than its L0 inputs, so what a
+//! compaction replaced can stay in the store for as long as nothing new is flushed (forever on a
+//! quiet dataset). Two rules, on a quiet tree, with a *marker* (one key, then a memtable flush,
+//! so a fresh small L0; asked of the writer through [`MarkerRequests`]):
+//! - a tree to be merged whole (two or more sources, not all of its L0 tables markers) is
+//!   merged once its newest L0 is at most [`MARKER_MAX_BYTES`] and newer, to the millisecond the
+//!   collector compares, than every table of its runs; until then a marker is asked for;
+//! - a tree that is not to be merged but has runs and no marker L0 newer than all of them gets
+//!   a marker, which moves the collector's bound past the runs. The marker then stays an L0 of
+//!   its own (not merged: a tree whose only L0 tables are markers is left alone), so a settled
+//!   tree is one run and one marker of a few hundred bytes.
+//!
+//! A marker asked for and not seen is asked for again after [`MARKER_RETRY_QUIETS`] quiet
+//! periods (a failed write or flush is logged by the writer's task).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -138,17 +146,35 @@ impl Tree<'_> {
     /// module): that L0 is small and newer, to the millisecond the collector compares, than
     /// every table of the runs.
     fn ends_with_a_small_newest_l0(&self) -> bool {
+        self.newest_l0_is_newer_than_the_runs(|v| v.estimate_size() <= MARKER_MAX_BYTES)
+    }
+
+    /// Whether the collector's bound (the newest L0, or with none the newest L0 ever merged)
+    /// keeps tables that earlier compactions replaced: the runs are not all older than a live
+    /// marker. A tree without runs has had nothing merged.
+    fn keeps_merged_tables(&self) -> bool {
+        !self.runs.is_empty() && !self.newest_l0_is_newer_than_the_runs(is_marker)
+    }
+
+    fn newest_l0_is_newer_than_the_runs(&self, and: impl Fn(&SsTableView) -> bool) -> bool {
         let Some(newest) = self.l0.iter().max_by_key(|v| v.sst.id.value()) else {
             return false;
         };
         let newest_ms = newest.sst.id.value().timestamp_ms();
-        newest.estimate_size() <= MARKER_MAX_BYTES
+        and(newest)
             && self
                 .runs
                 .iter()
                 .flat_map(|r| r.sst_views())
                 .all(|v| v.sst.id.value().timestamp_ms() < newest_ms)
     }
+}
+
+/// An L0 table holding nothing but the marker key: what [`write_marker`] flushes when the
+/// memtable held nothing else.
+fn is_marker(v: &SsTableView) -> bool {
+    let info = &v.sst.info;
+    info.first_entry.as_deref() == Some(MARKER_KEY) && info.last_entry.as_deref() == Some(MARKER_KEY)
 }
 
 fn trees(state: &CompactorStateView) -> Vec<Tree<'_>> {
@@ -196,7 +222,7 @@ impl CollectScheduler {
                 watch.since = now;
             }
             if !propose
-                || sources.len() < 2
+                || sources.is_empty()
                 || now.duration_since(watch.since) < self.quiet
                 || watch.proposed.as_ref() == Some(&sources)
                 // A compaction in flight in this tree holds some of its sources (and SlateDB
@@ -206,20 +232,31 @@ impl CollectScheduler {
                 continue;
             }
             // Only the root tree is written by slatefs (no segment extractor), so only there can
-            // a marker land.
-            if tree.prefix.is_empty() && !tree.ends_with_a_small_newest_l0() {
+            // a marker land; elsewhere a quiet tree of two or more sources is merged as it is.
+            let merge = sources.len() >= 2 && !tree.l0.iter().all(|v| is_marker(v));
+            let wants_marker = tree.prefix.is_empty()
+                && if merge { !tree.ends_with_a_small_newest_l0() } else { tree.keeps_merged_tables() };
+            if wants_marker {
                 let due = match &watch.marker_asked {
                     Some((asked, at)) => asked != &sources || now.duration_since(*at) >= self.quiet * MARKER_RETRY_QUIETS,
                     None => true,
                 };
                 if due {
                     tracing::info!(
-                        "compaction: a tree of {} sources is quiet, but its newest L0 is not a small table newer than its runs; asking the writer for a marker before merging it whole",
-                        sources.len()
+                        "compaction: a quiet tree of {} sources {}; asking the writer for a marker",
+                        sources.len(),
+                        if merge {
+                            "is to be merged whole, but its newest L0 is not a small table newer than its runs"
+                        } else {
+                            "has runs newer than its newest L0, so what they replaced cannot be collected"
+                        }
                     );
                     watch.marker_asked = Some((sources.clone(), now));
                     self.markers.notify_one();
                 }
+                continue;
+            }
+            if !merge {
                 continue;
             }
             // The oldest run is the lowest id, the last in the manifest's order: merging into
