@@ -16,8 +16,9 @@
 //! It cannot loop: a tree of one source is never merged, a set of sources already proposed
 //! once is not proposed again (a merge that failed waits for the tree to change), and a marker
 //! makes a tree one that asks for nothing more. A quiet dataset is not rewritten again and
-//! again: after its merge it has one run (and a marker) until something new is flushed. What it costs is one rewrite of the tree's live data per quiet
-//! period that follows a change.
+//! again: after its merge it has one run (and a marker) until something new is flushed. What
+//! it costs is one rewrite of the tree's live data per quiet period that follows a change, and
+//! a marker (a small PUT and a manifest update) per quiet period after a compaction.
 //!
 //! The quiet period travels in `CompactorOptions::scheduler_options` under [`QUIET_KEY`] (set
 //! for datasets by `maintenance::apply_dataset`), so that `Store::open_db` needs no argument

@@ -147,7 +147,16 @@ impl Registry {
                 .open_db(&path, settings)
                 .await
                 .map_err(|e| CatalogError::internal("cannot open the dataset", e))?;
-            Filesystem::open(db, opts).await.map_err(|e| fs_err("cannot open the dataset", e))
+            // A database that opened but holds no usable filesystem is closed, not dropped: its
+            // background tasks (compactor, collector, marker writer) hold it and would run on.
+            let writer = db.clone();
+            match Filesystem::open(db, opts).await {
+                Ok(fs) => Ok(fs),
+                Err(e) => {
+                    let _ = writer.close().await;
+                    Err(fs_err("cannot open the dataset", e))
+                }
+            }
         }
     }
 
