@@ -21,6 +21,11 @@ impl Changes {
         self.batch.put_bytes(Bytes::copy_from_slice(key.as_ref()), value.into());
     }
 
+    /// A merge operand (`store::patch`): applied over the key's value by the patch operator.
+    pub fn merge(&mut self, key: impl AsRef<[u8]>, operand: Bytes) {
+        self.batch.merge(key.as_ref(), operand);
+    }
+
     pub fn delete(&mut self, key: impl AsRef<[u8]>) {
         self.batch.delete(key);
     }

@@ -15,6 +15,14 @@ use super::error::{FsError, FsResult};
 
 pub const FORMAT_V1: u8 = 1;
 
+/// The dataset's layout, the superblock's first byte. Format 1: a chunk's value is its bytes.
+/// Format 2: a chunk's value is a patchable value (`store::patch`), whole bytes or patches
+/// that small writes merge in without reading the chunk. A dataset keeps the format it was
+/// made in (clones and snapshots inherit it); servers of format 1 refuse format 2.
+pub const DATA_WHOLE_CHUNKS: u8 = 1;
+pub const DATA_PATCHABLE: u8 = 2;
+pub const NEWEST_DATA_FORMAT: u8 = DATA_PATCHABLE;
+
 pub fn superblock_key() -> &'static [u8] {
     b"S"
 }
@@ -203,6 +211,8 @@ impl Inode {
 /// Per-dataset counters, rewritten in every batch that changes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Superblock {
+    /// `DATA_WHOLE_CHUNKS` or `DATA_PATCHABLE`.
+    pub format: u8,
     pub chunk_size: u32,
     pub next_ino: u64,
     pub used_bytes: u64,
@@ -216,7 +226,7 @@ pub struct Superblock {
 impl Superblock {
     pub fn encode(&self) -> Bytes {
         let mut b = BytesMut::with_capacity(40);
-        b.put_u8(FORMAT_V1);
+        b.put_u8(self.format);
         b.put_u32(self.chunk_size);
         b.put_u64(self.next_ino);
         b.put_u64(self.used_bytes);
@@ -227,22 +237,23 @@ impl Superblock {
 
     pub fn decode(v: &[u8]) -> FsResult<Superblock> {
         let mut r = Reader(v);
-        match r.u8()? {
-            FORMAT_V1 => {}
+        let format = match r.u8()? {
+            f @ (DATA_WHOLE_CHUNKS | DATA_PATCHABLE) => f,
             0 => return Err(corrupt("superblock format")),
             // A later layout (file data this server cannot read) must stop the open, never be
-            // read as format 1.
+            // read as an earlier one.
             newer => {
                 return Err(FsError::Io(format!(
                     "the dataset is in format {newer}, written by a newer slatefs; this server \
-                     ({}) reads format {FORMAT_V1} only: upgrade slatefs to open it",
+                     ({}) reads formats {DATA_WHOLE_CHUNKS} to {NEWEST_DATA_FORMAT}: upgrade \
+                     slatefs to open it",
                     env!("CARGO_PKG_VERSION")
                 )))
             }
-        }
+        };
         let (chunk_size, next_ino, used_bytes, used_inodes) = (r.u32()?, r.u64()?, r.u64()?, r.u64()?);
         let ino_ceiling = if r.0.is_empty() { next_ino } else { r.u64()? };
-        Ok(Superblock { chunk_size, next_ino, used_bytes, used_inodes, ino_ceiling })
+        Ok(Superblock { format, chunk_size, next_ino, used_bytes, used_inodes, ino_ceiling })
     }
 }
 
@@ -335,19 +346,21 @@ mod tests {
 
     #[test]
     fn a_superblock_of_a_later_format_is_refused_with_what_to_do() {
-        let sb = Superblock { chunk_size: 4096, next_ino: 9, used_bytes: 5, used_inodes: 3, ino_ceiling: 9 };
+        let sb = Superblock { format: DATA_PATCHABLE, chunk_size: 4096, next_ino: 9, used_bytes: 5, used_inodes: 3, ino_ceiling: 9 };
         let mut later = sb.encode().to_vec();
-        later[0] = 2;
+        later[0] = 3;
         let err = Superblock::decode(&later).unwrap_err().to_string();
-        assert!(err.contains("format 2") && err.contains("upgrade slatefs"), "{err}");
+        assert!(err.contains("format 3") && err.contains("upgrade slatefs"), "{err}");
         later[0] = 0;
         assert!(Superblock::decode(&later).unwrap_err().to_string().contains("corrupt"));
     }
 
     #[test]
     fn superblock_round_trip_and_records_without_a_ceiling() {
-        let sb = Superblock { chunk_size: 4096, next_ino: 9, used_bytes: 5, used_inodes: 3, ino_ceiling: 4105 };
+        let sb = Superblock { format: DATA_WHOLE_CHUNKS, chunk_size: 4096, next_ino: 9, used_bytes: 5, used_inodes: 3, ino_ceiling: 4105 };
         assert_eq!(Superblock::decode(&sb.encode()).unwrap(), sb);
+        let patchable = Superblock { format: DATA_PATCHABLE, ..sb };
+        assert_eq!(Superblock::decode(&patchable.encode()).unwrap(), patchable);
         // A record of a release before the ceiling: everything below next_ino was handed out.
         let old = &sb.encode()[..29];
         assert_eq!(Superblock::decode(old).unwrap(), Superblock { ino_ceiling: 9, ..sb });

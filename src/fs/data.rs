@@ -1,12 +1,17 @@
 //! File data: fixed-size chunks keyed by (inode, chunk index). A missing chunk is a hole and
-//! reads as zeros; a chunk that would hold only zeros is deleted instead of stored.
+//! reads as zeros; a chunk that would hold only zeros is deleted instead of stored. In a
+//! dataset of format 2 a write of at most half a chunk merges a patch into the chunk instead of
+//! putting the whole rebuilt chunk (`store::patch`): the old chunk is still read, for the
+//! stored-bytes figure and the all-zeros rule, but the WAL, the L0 tables and every
+//! compaction until the next full merge carry the written bytes, not the chunk.
 
 use std::collections::HashMap;
 
 use bytes::Bytes;
 use super::changes::Changes;
+use crate::store::patch;
 
-use super::codec::{self, Inode, Kind, Time};
+use super::codec::{self, Inode, Kind, Time, DATA_PATCHABLE};
 use super::error::{FsError, FsResult};
 use super::perm::{self, Caller, READ, WRITE};
 use super::readahead;
@@ -127,7 +132,8 @@ impl Filesystem {
         }
         batch.put_inode(&inode);
         let seq = self.commit(batch, Delta { bytes: delta, ..Delta::default() }).await?;
-        // The chunks the write touched went into the memtable whole (one more at most).
+        // The chunks the write touched went into the memtable whole or as patches (one more
+        // chunk at most).
         self.memtable_estimate.fetch_add(data.len() as u64 + self.chunk_size, std::sync::atomic::Ordering::Relaxed);
         drop((attr, chunks, shared));
         self.settle(seq).await?;
@@ -176,7 +182,11 @@ impl Filesystem {
                 delta -= prev_len as i64;
             } else {
                 delta += chunk.len() as i64 - prev_len as i64;
-                batch.put(key, chunk);
+                if self.data_format == DATA_PATCHABLE && piece.len() as u64 * 2 <= cs {
+                    batch.merge(key, patch::patch(in_chunk as u32, piece));
+                } else {
+                    batch.put(key, self.chunk_value(&chunk));
+                }
             }
         }
         Ok(delta)
@@ -188,7 +198,7 @@ impl Filesystem {
     async fn stored_chunks(&self, ino: u64, first: u64, end: u64) -> FsResult<Vec<(u64, Bytes)>> {
         if end == first + 1 {
             let got = self.backend.get(&codec::chunk_key(ino, first)).await?;
-            return Ok(got.map(|v| (first, v)).into_iter().collect());
+            return got.map(|v| Ok((first, self.chunk_bytes(v)?))).into_iter().collect();
         }
         let rows = self
             .backend
@@ -198,7 +208,23 @@ impl Filesystem {
                 ((end - first) * self.chunk_size) as usize,
             )
             .await?;
-        Ok(rows.into_iter().map(|(k, v)| (codec::chunk_index_of(&k), v)).collect())
+        rows.into_iter().map(|(k, v)| Ok((codec::chunk_index_of(&k), self.chunk_bytes(v)?))).collect()
+    }
+
+    /// What a stored chunk value holds.
+    fn chunk_bytes(&self, value: Bytes) -> FsResult<Bytes> {
+        match self.data_format {
+            DATA_PATCHABLE => patch::resolve(&value).map_err(|e| FsError::Io(format!("corrupt file data: {e}"))),
+            _ => Ok(value),
+        }
+    }
+
+    /// The value that stores `chunk` whole.
+    fn chunk_value(&self, chunk: &[u8]) -> Bytes {
+        match self.data_format {
+            DATA_PATCHABLE => patch::whole(chunk),
+            _ => Bytes::copy_from_slice(chunk),
+        }
     }
 
     /// Shrinks or extends a file's data to `size` into `batch`; returns the change in stored
@@ -226,6 +252,7 @@ impl Filesystem {
                 )
                 .await?;
             for (key, value) in rows {
+                let value = self.chunk_bytes(value)?;
                 let index = codec::chunk_index_of(&key);
                 let chunk_start = index * cs;
                 if chunk_start >= size {
@@ -238,7 +265,7 @@ impl Filesystem {
                         batch.delete(key.as_ref());
                         delta -= kept.len() as i64;
                     } else {
-                        batch.put(key.as_ref(), kept.to_vec());
+                        batch.put(key.as_ref(), self.chunk_value(kept));
                     }
                 }
             }

@@ -71,11 +71,18 @@ pub struct FsOptions {
     pub chunk_size: u32,
     /// Bytes of file data the dataset may hold; `None` for no limit.
     pub quota: Option<u64>,
+    /// Layout of a new dataset (`codec::DATA_*`); an existing one keeps its own.
+    pub data_format: u8,
 }
 
 impl Default for FsOptions {
     fn default() -> Self {
-        FsOptions { durability: DurabilityMode::Sync, chunk_size: DEFAULT_CHUNK_SIZE, quota: None }
+        FsOptions {
+            durability: DurabilityMode::Sync,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            quota: None,
+            data_format: codec::NEWEST_DATA_FORMAT,
+        }
     }
 }
 
@@ -89,6 +96,8 @@ pub struct Filesystem {
     backend: Backend,
     committer: commit::Committer,
     chunk_size: u64,
+    /// `codec::DATA_*`: how chunk values are laid out.
+    data_format: u8,
     counters: Mutex<Superblock>,
     inodes: InodeCache,
     namespace: Mutex<()>,
@@ -125,7 +134,7 @@ impl Filesystem {
     pub async fn open(db: Db, opts: FsOptions) -> FsResult<Arc<Filesystem>> {
         let mut sb = match db.get(codec::superblock_key()).await? {
             Some(v) => Superblock::decode(&v)?,
-            None => format(&db, opts.chunk_size).await?,
+            None => format(&db, opts.chunk_size, opts.data_format).await?,
         };
         let usable = ino_alloc::resume(&mut sb);
         let fs = Arc::new(Filesystem::build(Backend::Writer(db), opts.durability, sb));
@@ -149,6 +158,7 @@ impl Filesystem {
             backend,
             committer: commit::Committer::new(mode),
             chunk_size: sb.chunk_size as u64,
+            data_format: sb.format,
             counters: Mutex::new(sb),
             inodes: InodeCache::new(),
             namespace: Mutex::new(()),
@@ -366,7 +376,7 @@ fn apply(v: u64, delta: i64) -> u64 {
     }
 }
 
-async fn format(db: &Db, chunk_size: u32) -> FsResult<Superblock> {
+async fn format(db: &Db, chunk_size: u32, data_format: u8) -> FsResult<Superblock> {
     let now = Time::now();
     let root = Inode {
         ino: ROOT_INO,
@@ -386,6 +396,7 @@ async fn format(db: &Db, chunk_size: u32) -> FsResult<Superblock> {
         symlink: Vec::new(),
     };
     let sb = Superblock {
+        format: data_format,
         chunk_size,
         next_ino: ROOT_INO + 1,
         used_bytes: 0,

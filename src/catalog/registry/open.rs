@@ -141,7 +141,7 @@ impl Registry {
         let store = self.store.clone();
         let mut settings = dataset_settings_with(self.flush_interval, self.store.is_local(), &self.maintenance);
         crate::store::limit_write_buffer(&mut settings, self.store.write_buffer());
-        let opts = FsOptions { durability: self.durability, chunk_size: DEFAULT_CHUNK_SIZE, quota };
+        let opts = FsOptions { durability: self.durability, chunk_size: DEFAULT_CHUNK_SIZE, quota, ..FsOptions::default() };
         async move {
             let db = store
                 .open_db(&path, settings)
