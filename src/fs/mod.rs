@@ -222,6 +222,11 @@ impl Filesystem {
         self.chunk_size
     }
 
+    /// `codec::DATA_*`: the layout the dataset was made in.
+    pub fn data_format(&self) -> u8 {
+        self.data_format
+    }
+
     pub fn set_quota(&self, quota: Option<u64>) {
         self.quota.store(quota.unwrap_or(0), Ordering::Release);
     }
