@@ -265,12 +265,30 @@ pub struct StorageConfig {
     /// tables (its memtable and the ones waiting to be written); writers wait beyond it.
     /// Bytes or with a unit; at least 16MiB. Default 192MiB. See docs/memory.md.
     pub write_buffer_size: Option<String>,
+    /// Layout of datasets created from now on: 2 (default) stores writes of up to half a chunk
+    /// as patches merged into the chunk; 1 stores every write as whole chunks, which servers
+    /// built before format 2 read too (a cluster in the middle of an upgrade). Existing
+    /// datasets keep the layout they were made in. See docs/data-path.md.
+    pub dataset_format: Option<u8>,
 }
 
 /// The codecs `[storage] compression` accepts, in the order `--help` and errors list them.
 pub const COMPRESSION_CHOICES: &str = "lz4, zstd, snappy, none";
 
 impl StorageConfig {
+    /// `[storage] dataset_format`, checked: the layout new datasets are made in.
+    pub fn new_dataset_format(&self) -> Result<u8> {
+        use crate::fs::codec::{DATA_WHOLE_CHUNKS, NEWEST_DATA_FORMAT};
+        match self.dataset_format {
+            None => Ok(NEWEST_DATA_FORMAT),
+            Some(f) if (DATA_WHOLE_CHUNKS..=NEWEST_DATA_FORMAT).contains(&f) => Ok(f),
+            Some(f) => anyhow::bail!(
+                "[storage] dataset_format = {f} is not a layout this slatefs makes; use \
+                 {DATA_WHOLE_CHUNKS} (whole chunks) or {NEWEST_DATA_FORMAT} (patches, the default)"
+            ),
+        }
+    }
+
     /// `[storage] compression` as SlateDB's codec (`None`: stored uncompressed).
     pub fn compression_codec(&self) -> Result<Option<slatedb::config::CompressionCodec>> {
         use slatedb::config::CompressionCodec;
@@ -349,6 +367,7 @@ impl Default for StorageConfig {
             space_reserve: None,
             compression: None,
             write_buffer_size: None,
+            dataset_format: None,
         }
     }
 }
@@ -492,6 +511,7 @@ impl Config {
         self.web.validate()?;
         self.maintenance.validate()?;
         self.storage.compression_codec()?;
+        self.storage.new_dataset_format()?;
         Ok(())
     }
 }
@@ -528,6 +548,17 @@ mod tests {
         assert_eq!(c.storage.io_error_after_ms, Some(0));
         let err = Config::parse("[storage]\ncache_size = \"lots\"\n", Path::new("c.toml")).unwrap_err();
         assert!(format!("{err:#}").contains("cache_size"), "{err:#}");
+    }
+
+    #[test]
+    fn dataset_format_defaults_to_patches_and_refuses_unknown_layouts() {
+        let format = |text: &str| Config::parse(text, Path::new("c.toml")).and_then(|c| c.storage.new_dataset_format());
+        assert_eq!(format("").unwrap(), crate::fs::codec::DATA_PATCHABLE);
+        assert_eq!(format("[storage]\ndataset_format = 1\n").unwrap(), crate::fs::codec::DATA_WHOLE_CHUNKS);
+        for bad in ["0", "3"] {
+            let err = format!("{:#}", format(&format!("[storage]\ndataset_format = {bad}\n")).unwrap_err());
+            assert!(err.contains("dataset_format") && err.contains("use 1"), "{err}");
+        }
     }
 
     #[test]

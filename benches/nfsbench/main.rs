@@ -74,6 +74,10 @@ struct Args {
     /// Seconds per random-I/O phase (default 10; --quick 2).
     #[arg(long)]
     rand_secs: Option<f64>,
+    /// Seconds to wait after the sequential phases before the random writes, so that the
+    /// compaction of the sequential file is not measured as part of them (default 0).
+    #[arg(long, default_value_t = 0.0)]
+    rand_settle_secs: f64,
     /// Files in the metadata workload (default 10000; --quick 1000).
     #[arg(long)]
     meta_files: Option<usize>,
@@ -105,7 +109,7 @@ struct Args {
     skip_snap: bool,
     #[arg(long)]
     skip_mem: bool,
-    /// Extra `[storage]` config lines for the slatefs servers on local stores, e.g.
+    /// Extra `[storage]` config lines for the slatefs servers (local and S3 stores), e.g.
     /// `write_buffer_size = "64MiB"` (newline-separated).
     #[arg(long, default_value = "")]
     slatefs_storage: String,
@@ -145,6 +149,7 @@ fn main() -> Result<()> {
         seq_inflight: a.seq_inflight,
         rand_inflight: a.rand_inflight,
         rand_time: Duration::from_secs_f64(a.rand_secs.unwrap_or(if q { 2.0 } else { 10.0 })),
+        rand_settle: Duration::from_secs_f64(a.rand_settle_secs),
         meta_files: a.meta_files.unwrap_or(if q { 1000 } else { 10_000 }),
         meta_inflight: a.meta_inflight,
         small_files: a.small_files.unwrap_or(if q { 500 } else { 5000 }),

@@ -100,7 +100,7 @@ pub struct Slatefs {
     pub admin: String,
 }
 
-/// Extra `[storage]` lines for every slatefs server (`--slatefs-storage`).
+/// Extra `[storage]` lines for every slatefs server, on local stores and S3 (`--slatefs-storage`).
 pub static SLATEFS_STORAGE_EXTRA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 pub fn start_slatefs(bin: &Path, dir: &Path, durability: &str) -> Result<Slatefs> {
@@ -118,7 +118,8 @@ pub fn start_slatefs_on(bin: &Path, dir: &Path, durability: &str, storage: Optio
     match storage {
         Some((url, config)) => {
             let conf = dir.join("config.toml");
-            std::fs::write(&conf, config)?;
+            let extra = SLATEFS_STORAGE_EXTRA.get().map(String::as_str).unwrap_or("");
+            std::fs::write(&conf, config.replacen("[storage]\n", &format!("[storage]\n{extra}\n"), 1))?;
             cmd.arg("-c").arg(conf).arg("--store").arg(url);
         }
         None => {

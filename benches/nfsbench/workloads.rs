@@ -18,6 +18,7 @@ pub struct Params {
     pub seq_inflight: usize,
     pub rand_inflight: usize,
     pub rand_time: Duration,
+    pub rand_settle: Duration,
     pub meta_files: usize,
     pub meta_inflight: usize,
     pub small_files: usize,
@@ -124,6 +125,10 @@ pub async fn nfs_all(ep: &Endpoint, p: &Params, log: &dyn Fn(&str), mark: &dyn F
     drop(conns);
 
     // 2. 4 KiB random write and read on that file, for a fixed time.
+    if !p.rand_settle.is_zero() {
+        log(&format!("waiting {:.0?} for the sequential file's compaction", p.rand_settle));
+        tokio::time::sleep(p.rand_settle).await;
+    }
     let conns = client::pool(ep, p.rand_inflight).await?;
     let blocks = (size / 4096).max(1);
     let buf = random_buf(4096, 2);

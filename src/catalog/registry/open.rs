@@ -141,7 +141,12 @@ impl Registry {
         let store = self.store.clone();
         let mut settings = dataset_settings_with(self.flush_interval, self.store.is_local(), &self.maintenance);
         crate::store::limit_write_buffer(&mut settings, self.store.write_buffer());
-        let opts = FsOptions { durability: self.durability, chunk_size: DEFAULT_CHUNK_SIZE, quota, ..FsOptions::default() };
+        let opts = FsOptions {
+            durability: self.durability,
+            chunk_size: DEFAULT_CHUNK_SIZE,
+            quota,
+            data_format: self.storage.new_dataset_format().unwrap_or(crate::fs::codec::NEWEST_DATA_FORMAT),
+        };
         async move {
             let db = store
                 .open_db(&path, settings)
