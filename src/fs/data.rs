@@ -185,7 +185,7 @@ impl Filesystem {
                 if self.data_format == DATA_PATCHABLE && piece.len() as u64 * 2 <= cs {
                     batch.merge(key, patch::patch(in_chunk as u32, piece));
                 } else {
-                    batch.put(key, self.chunk_value(&chunk));
+                    batch.put(key, self.chunk_value(chunk));
                 }
             }
         }
@@ -220,10 +220,10 @@ impl Filesystem {
     }
 
     /// The value that stores `chunk` whole.
-    fn chunk_value(&self, chunk: &[u8]) -> Bytes {
+    fn chunk_value(&self, chunk: Vec<u8>) -> Bytes {
         match self.data_format {
-            DATA_PATCHABLE => patch::whole(chunk),
-            _ => Bytes::copy_from_slice(chunk),
+            DATA_PATCHABLE => patch::whole(&chunk),
+            _ => chunk.into(),
         }
     }
 
@@ -265,7 +265,7 @@ impl Filesystem {
                         batch.delete(key.as_ref());
                         delta -= kept.len() as i64;
                     } else {
-                        batch.put(key.as_ref(), self.chunk_value(kept));
+                        batch.put(key.as_ref(), self.chunk_value(kept.to_vec()));
                     }
                 }
             }
