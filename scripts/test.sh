@@ -49,7 +49,7 @@ SLATEFS_TEST_STORE=s3 cargo test --release --test snapshot_contents --test clone
 # Removed data leaving the store (quiet-tree merge) as S3 lists it: about 20 s.
 SLATEFS_TEST_STORE=s3 cargo test --release --test collection_snapshots
 # Blocks stored compressed on S3 too, and readable across a codec switch: a few seconds.
-SLATEFS_TEST_STORE=s3 cargo test --release --test compression
+SLATEFS_TEST_STORE=s3 cargo test --release --test compression --test small_writes
 # The store's layout-format marker written and checked through S3's conditional PUT: a second.
 SLATEFS_TEST_STORE=s3 cargo test --release --test store_format
 SLATEFS_TEST_STORE=s3 cargo test --release --test cluster

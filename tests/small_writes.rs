@@ -25,7 +25,7 @@ const SMALL: usize = 4096;
 async fn wal_objects(store: &Store) -> Vec<(String, u64)> {
     let listed: Vec<_> = store
         .object_store()
-        .list(Some(&object_store::path::Path::from("datasets")))
+        .list(Some(&store.path("datasets")))
         .try_collect()
         .await
         .expect("list");
@@ -108,6 +108,8 @@ async fn small_writes_log_what_they_write_and_read_back_through_snapshots_crashe
     let logged: u64 =
         wal_objects(&store).await.into_iter().filter(|(name, _)| !before.contains(name)).map(|(_, size)| size).sum();
     let per_write = logged / WRITES as u64;
+    // Every FILE_SYNC write in `sync` mode is in a WAL object before its reply.
+    assert!(logged > 0, "no new WAL objects found in the store: the listing looked in the wrong place");
     eprintln!("{WRITES} writes of {SMALL} B: {logged} B of new WAL objects, {per_write} B per write");
     // A rebuilt 32 KiB chunk per write would log at least 32 KiB each (the data does not
     // compress); a patch logs the written bytes, the inode and the superblock.
