@@ -265,10 +265,10 @@ pub struct StorageConfig {
     /// tables (its memtable and the ones waiting to be written); writers wait beyond it.
     /// Bytes or with a unit; at least 16MiB. Default 192MiB. See docs/memory.md.
     pub write_buffer_size: Option<String>,
-    /// Layout of datasets created from now on: 2 (default) stores writes of up to half a chunk
-    /// as patches merged into the chunk; 1 stores every write as whole chunks, which servers
-    /// built before format 2 read too (a cluster in the middle of an upgrade). Existing
-    /// datasets keep the layout they were made in. See docs/data-path.md.
+    /// Layout of datasets created from now on: 1 (default) stores every write as whole chunks;
+    /// 2 stores writes of up to half a chunk as patches merged into the chunk (opt-in: every
+    /// server of the store needs 2 set to open such datasets). Existing datasets keep the
+    /// layout they were made in. See docs/data-path.md.
     pub dataset_format: Option<u8>,
 }
 
@@ -280,11 +280,11 @@ impl StorageConfig {
     pub fn new_dataset_format(&self) -> Result<u8> {
         use crate::fs::codec::{DATA_WHOLE_CHUNKS, NEWEST_DATA_FORMAT};
         match self.dataset_format {
-            None => Ok(NEWEST_DATA_FORMAT),
+            None => Ok(DATA_WHOLE_CHUNKS),
             Some(f) if (DATA_WHOLE_CHUNKS..=NEWEST_DATA_FORMAT).contains(&f) => Ok(f),
             Some(f) => anyhow::bail!(
                 "[storage] dataset_format = {f} is not a layout this slatefs makes; use \
-                 {DATA_WHOLE_CHUNKS} (whole chunks) or {NEWEST_DATA_FORMAT} (patches, the default)"
+                 {DATA_WHOLE_CHUNKS} (whole chunks, the default) or {NEWEST_DATA_FORMAT} (patches)"
             ),
         }
     }
@@ -551,10 +551,10 @@ mod tests {
     }
 
     #[test]
-    fn dataset_format_defaults_to_patches_and_refuses_unknown_layouts() {
+    fn dataset_format_defaults_to_whole_chunks_and_refuses_unknown_layouts() {
         let format = |text: &str| Config::parse(text, Path::new("c.toml")).and_then(|c| c.storage.new_dataset_format());
-        assert_eq!(format("").unwrap(), crate::fs::codec::DATA_PATCHABLE);
-        assert_eq!(format("[storage]\ndataset_format = 1\n").unwrap(), crate::fs::codec::DATA_WHOLE_CHUNKS);
+        assert_eq!(format("").unwrap(), crate::fs::codec::DATA_WHOLE_CHUNKS);
+        assert_eq!(format("[storage]\ndataset_format = 2\n").unwrap(), crate::fs::codec::DATA_PATCHABLE);
         for bad in ["0", "3"] {
             let err = format!("{:#}", format(&format!("[storage]\ndataset_format = {bad}\n")).unwrap_err());
             assert!(err.contains("dataset_format") && err.contains("use 1"), "{err}");

@@ -84,6 +84,7 @@ fn table_count(server: &Server) -> u64 {
 async fn small_writes_log_what_they_write_and_read_back_through_snapshots_crashes_and_merges() {
     let mut server = Server::start_with(ServerOptions {
         config: Some("[maintenance]\ncollect_quiet_ms = 1000\n".into()),
+        storage_keys: Some("dataset_format = 2".into()),
         ..ServerOptions::default()
     });
     let store = Store::open(&server.storage_config().expect("a store this test can list")).unwrap();
@@ -202,7 +203,8 @@ async fn a_dataset_of_format_1_keeps_plain_chunks() {
 
     let (db, fs) = open(None).await;
     assert_eq!(fs.data_format(), DATA_WHOLE_CHUNKS, "an existing dataset keeps its format");
-    assert_eq!(FsOptions::default().data_format, DATA_PATCHABLE, "new datasets are made in format 2");
+    assert_eq!(FsOptions::default().data_format, DATA_WHOLE_CHUNKS, "new datasets are made in format 1 unless asked");
+    let _ = DATA_PATCHABLE;
     let small = pattern(8, SMALL);
     fs.write(&caller, file.ino, 1000, &small).await.unwrap();
     apply(&mut model, 1000, &small);

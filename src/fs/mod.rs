@@ -81,7 +81,7 @@ impl Default for FsOptions {
             durability: DurabilityMode::Sync,
             chunk_size: DEFAULT_CHUNK_SIZE,
             quota: None,
-            data_format: codec::NEWEST_DATA_FORMAT,
+            data_format: codec::DATA_WHOLE_CHUNKS,
         }
     }
 }
@@ -136,6 +136,15 @@ impl Filesystem {
             Some(v) => Superblock::decode(&v)?,
             None => format(&db, opts.chunk_size, opts.data_format).await?,
         };
+        // Patches are readable only through a store that registered the patch operator, which
+        // `[storage] dataset_format = 2` does (store::patch_operator).
+        if sb.format == codec::DATA_PATCHABLE && opts.data_format != codec::DATA_PATCHABLE {
+            return Err(FsError::Io(
+                "the dataset is in format 2 (small writes stored as patches): set [storage] \
+                 dataset_format = 2 on this server to open it"
+                    .into(),
+            ));
+        }
         let usable = ino_alloc::resume(&mut sb);
         let fs = Arc::new(Filesystem::build(Backend::Writer(db), opts.durability, sb));
         fs.ino_usable.store(usable, Ordering::Release);

@@ -70,6 +70,8 @@ pub struct Store {
     /// `[storage] compression`: every database opened from this store writes (and compacts)
     /// its blocks with it.
     compression: Option<slatedb::config::CompressionCodec>,
+    /// `[storage] dataset_format = 2`: databases are opened with the patch operator.
+    patches: bool,
     /// `[storage] write_buffer_size`: what [`limit_write_buffer`] gives each dataset.
     write_buffer: u64,
     /// Raw sizes of the tables `dataset info` and the metrics have looked at.
@@ -85,12 +87,14 @@ impl Store {
     /// ([`wait::install`], from `[storage] unavailable_after_ms` and `io_error_after_ms`).
     pub fn open(cfg: &StorageConfig) -> Result<Store> {
         let compression = cfg.compression_codec()?;
+        let patches = cfg.new_dataset_format()? == crate::fs::codec::DATA_PATCHABLE;
         let resolved = url::resolve(cfg)?;
         wait::install(wait::WaitLimits::from_config(cfg));
         let mut store =
             Store::from_parts(resolved.object_store, resolved.root, resolved.local_dir, &cfg.url);
         store.memory_cache = memory_cache::MemoryCache::new(cfg.memory_cache_size_bytes()?);
         store.compression = compression;
+        store.patches = patches;
         store.write_buffer = cfg.write_buffer_size_bytes()?;
         space::install(store.local_dir.as_deref(), cfg.space_reserve_bytes()?);
         if let (Some(dir), None) = (&cfg.cache_dir, &store.local_dir) {
@@ -139,6 +143,7 @@ impl Store {
         let counters = accounted.counters().clone();
         let accounted: Arc<dyn ObjectStore> = Arc::new(accounted);
         Store {
+            patches: false,
             object_store: Arc::new(health::HealthWatch::new(accounted.clone())),
             root,
             local_dir,
@@ -271,20 +276,25 @@ impl Store {
         // tree: collect_scheduler.rs) with the options `settings` has for it.
         let markers = collect_scheduler::MarkerRequests::default();
         let compactor = settings.compactor_options.take().map(|opts| {
-            slatedb::CompactorBuilder::new(path.clone(), self.object_store.clone())
+            let c = slatedb::CompactorBuilder::new(path.clone(), self.object_store.clone())
                 .with_options(opts)
-                .with_merge_operator(patch_operator())
                 .with_scheduler_supplier(Arc::new(collect_scheduler::CollectSchedulerSupplier {
                     markers: markers.clone(),
-                }))
+                }));
+            match self.patches {
+                true => c.with_merge_operator(patch_operator()),
+                false => c,
+            }
         });
         let compacted = compactor.is_some();
         let mut builder = Db::builder(path.clone(), self.object_store.clone()).with_settings(settings);
         if let Some(compactor) = compactor {
             builder = builder.with_compactor_builder(compactor);
         }
+        if self.patches {
+            builder = builder.with_merge_operator(patch_operator());
+        }
         let db = builder
-            .with_merge_operator(patch_operator())
             .with_metrics_recorder(self.metrics.clone())
             .with_db_cache(self.memory_cache.cache(), memory_cache::MemoryCache::scope(path))
             .build()
@@ -298,10 +308,13 @@ impl Store {
 
     /// Opens a read-only view pinned to a checkpoint: what a read-only snapshot serves.
     pub async fn open_checkpoint(&self, path: &Path, checkpoint: Uuid) -> Result<DbReader> {
-        DbReader::builder(path.clone(), self.object_store.clone())
+        let mut builder = DbReader::builder(path.clone(), self.object_store.clone())
             .with_reader_mode(DbReaderMode::Checkpoint(checkpoint))
-            .with_options(self.reader_options())
-            .with_merge_operator(patch_operator())
+            .with_options(self.reader_options());
+        if self.patches {
+            builder = builder.with_merge_operator(patch_operator());
+        }
+        builder
             .with_metrics_recorder(self.metrics.clone())
             .with_db_cache(self.memory_cache.cache(), memory_cache::MemoryCache::scope(path))
             .build()
@@ -312,10 +325,13 @@ impl Store {
     /// Opens a read-only view of the latest durable state (SlateDB keeps a short-lived
     /// checkpoint for it while it is open): for reading a database nobody is writing.
     pub async fn open_latest(&self, path: &Path) -> Result<DbReader> {
-        DbReader::builder(path.clone(), self.object_store.clone())
+        let mut builder = DbReader::builder(path.clone(), self.object_store.clone())
             .with_reader_mode(DbReaderMode::ManagedCheckpoint)
-            .with_options(self.reader_options())
-            .with_merge_operator(patch_operator())
+            .with_options(self.reader_options());
+        if self.patches {
+            builder = builder.with_merge_operator(patch_operator());
+        }
+        builder
             .with_metrics_recorder(self.metrics.clone())
             .with_db_cache(self.memory_cache.cache(), memory_cache::MemoryCache::scope(path))
             .build()
@@ -483,9 +499,11 @@ async fn log_requests(
 /// object storage it only moved the stall: the sequential write gained 40%, but the random
 /// writes after it waited on a 1 GiB compaction (60-80 instead of 400-700 ops/s), so object
 /// stores keep 8.
-/// Every database and reader of the store gets the patch operator: a value written as patches
-/// is otherwise unreadable (SlateDB refuses merge records it has no operator for), and
-/// registering it where nothing is patched (the catalog, datasets of format 1) costs nothing.
+/// With `[storage] dataset_format = 2` every database and reader of the store gets the patch
+/// operator: a value written as patches is otherwise unreadable (SlateDB refuses merge records
+/// it has no operator for). Only then: with an operator SlateDB 0.18 compacts differently
+/// (a settled quiet tree was merged again in tests/collection.rs, not understood yet), so the
+/// default format 1 keeps the databases as they were.
 fn patch_operator() -> Arc<dyn slatedb::MergeOperator + Send + Sync> {
     Arc::new(patch::PatchOperator)
 }

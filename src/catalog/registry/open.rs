@@ -145,7 +145,7 @@ impl Registry {
             durability: self.durability,
             chunk_size: DEFAULT_CHUNK_SIZE,
             quota,
-            data_format: self.storage.new_dataset_format().unwrap_or(crate::fs::codec::NEWEST_DATA_FORMAT),
+            data_format: self.storage.new_dataset_format().unwrap_or(crate::fs::codec::DATA_WHOLE_CHUNKS),
         };
         async move {
             let db = store
