@@ -20,7 +20,7 @@ pub const FORMAT_V1: u8 = 1;
 /// that small writes merge in without reading the chunk. A dataset keeps the format it was
 /// made in (clones and snapshots inherit it); servers of format 1 refuse format 2.
 pub const DATA_WHOLE_CHUNKS: u8 = 1;
-pub const DATA_PATCHABLE: u8 = 2;
+pub const DATA_PATCHABLE: u8 = crate::store::patch::PATCHABLE_DATASET_FORMAT;
 pub const NEWEST_DATA_FORMAT: u8 = DATA_PATCHABLE;
 
 pub fn superblock_key() -> &'static [u8] {

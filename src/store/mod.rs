@@ -87,7 +87,7 @@ impl Store {
     /// ([`wait::install`], from `[storage] unavailable_after_ms` and `io_error_after_ms`).
     pub fn open(cfg: &StorageConfig) -> Result<Store> {
         let compression = cfg.compression_codec()?;
-        let patches = cfg.new_dataset_format()? == crate::fs::codec::DATA_PATCHABLE;
+        let patches = cfg.new_dataset_format()? == patch::PATCHABLE_DATASET_FORMAT;
         let resolved = url::resolve(cfg)?;
         wait::install(wait::WaitLimits::from_config(cfg));
         let mut store =

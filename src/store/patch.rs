@@ -15,6 +15,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use slatedb::{MergeOperator, MergeOperatorError};
 
+/// The dataset format (superblock's first byte) whose chunk values are patchable values.
+pub const PATCHABLE_DATASET_FORMAT: u8 = 2;
+
 pub const WHOLE: u8 = 0;
 pub const PATCHES: u8 = 1;
 const PATCH_HEADER: usize = 8;
